@@ -1,0 +1,5 @@
+import sys
+
+from billionsongs.cli import main
+
+sys.exit(main())

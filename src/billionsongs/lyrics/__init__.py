@@ -1,0 +1,1 @@
+"""Song text: the document format shared by training and generation, and titles."""

@@ -1,0 +1,1 @@
+"""The language model: loading GPT-2-format folders, a KV-cache forward pass, and per-ID sampling."""

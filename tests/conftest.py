@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny randomly initialised GPT-2 with its own tokenizer, built offline in seconds."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+FIXTURE_TEXT = """Walking Home
+
+I was walking home in the rain tonight
+Every light in the city burning bright
+Oh oh, take me home
+Oh oh, take me home
+
+You said forever, I said maybe so
+We were dancing slow on the radio
+Oh oh, take me home
+"""
+
+
+def build_tiny_model(folder: Path, *, n_positions: int = 64, seed: int = 0) -> Path:
+    """A GPT-2-format folder (config.json, model.safetensors, tokenizer.json) with random weights."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator([FIXTURE_TEXT] * 4, vocab_size=300, min_frequency=1,
+                                  special_tokens=["<|endoftext|>"], show_progress=False)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    eot = tokenizer.token_to_id("<|endoftext|>")
+    config = GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_positions=n_positions, n_embd=32, n_layer=2,
+                        n_head=2, bos_token_id=eot, eos_token_id=eot)
+    torch.manual_seed(seed)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def shared_file(*parts: str) -> Path:
+    """A file under ../shared/data; skipped outside CI when absent, a failure on CI."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if ON_CI:
+            pytest.fail(f"shared data missing on CI: {path}")
+        pytest.skip(f"shared data not present: {path}")
+    return path

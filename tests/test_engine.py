@@ -1,0 +1,129 @@
+"""The deterministic engine: same ID, same song, whatever the batch, process or thread count."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from billionsongs.ids import MAX_SONG_ID, InvalidSongId, parse_song_id
+from billionsongs.model.generate import TOO_LONG, Generator
+from billionsongs.model.gpt import GPT2
+from billionsongs.model.loading import load_model
+from billionsongs.model.rng import uniforms
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_model_dir):
+    return Generator(str(tiny_model_dir))
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "billionsongs", *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_forward_matches_transformers(tiny_model_dir):
+    """Our KV-cache forward computes what the reference GPT-2 implementation computes."""
+    from transformers import GPT2LMHeadModel
+
+    reference = GPT2LMHeadModel.from_pretrained(tiny_model_dir).eval()
+    loaded = load_model(str(tiny_model_dir))
+    gpt = GPT2(loaded.config, loaded.state_dict)
+    tokens = torch.tensor([[loaded.eot_id, 5, 17, 42, 99, 7], [loaded.eot_id, 8, 8, 8, 1, 2]])
+    with torch.no_grad():
+        expected = reference(tokens).logits
+    cache = gpt.new_cache(2)
+    got = torch.stack([gpt.step(tokens[:, t], cache) for t in range(tokens.shape[1])], dim=1)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_same_id_alone_equals_inside_any_batch(generator):
+    ids = list(range(64))
+    alone = {i: generator.generate([i], batch_size=1)[0].as_dict() for i in ids}
+    others = [10**12 + k for k in range(40)]
+    for batch_size in (8, 32):
+        mixed = others[:batch_size // 2] + ids[::-1] + others[batch_size // 2:]
+        songs = {s.id: s.as_dict() for s in generator.generate(mixed, batch_size=batch_size)}
+        assert all(songs[i] == alone[i] for i in ids), f"batch {batch_size} changed a song"
+
+
+def test_thread_count_and_prior_calls_do_not_matter(generator):
+    previous = torch.get_num_threads()
+    first = generator.generate([3, 99, 12345], batch_size=3)
+    generator.generate(list(range(500, 520)), batch_size=7)
+    try:
+        torch.set_num_threads(1)
+        again = generator.generate([12345, 3, 99], batch_size=2)
+    finally:
+        torch.set_num_threads(previous)
+    assert {s.id: s.as_dict() for s in first} == {s.id: s.as_dict() for s in again}
+
+
+def test_same_id_in_three_processes(tiny_model_dir):
+    outputs = {run_cli("generate", "--song", "2024", "--song", "7", "--model", str(tiny_model_dir), "--json").stdout
+               for _ in range(3)}
+    assert len(outputs) == 1
+    lines = outputs.pop().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [2024, 7]
+
+
+def test_thousand_ids_give_thousand_songs(generator):
+    captured: dict[int, list[int]] = {}
+    generator.generate(range(1000), batch_size=64,
+                       on_token=lambda song_id, token: captured.setdefault(song_id, []).append(token))
+    # A random tiny model sometimes ends a song after a token or two; such stubs may coincide by chance.
+    long_enough = [tuple(tokens) for tokens in captured.values() if len(tokens) >= 8]
+    assert len(long_enough) >= 900
+    assert len(set(long_enough)) == len(long_enough)
+
+
+@pytest.mark.parametrize("song_id", [0, 1, 2**32 - 1, 2**32, MAX_SONG_ID])
+def test_edge_ids_work(generator, song_id):
+    alone = generator.generate([song_id])[0]
+    in_batch = generator.generate([5, song_id, 6], batch_size=3)[1]
+    assert alone.id == song_id and alone.as_dict() == in_batch.as_dict()
+    assert alone.error in (None, TOO_LONG, "empty")
+
+
+def test_uniforms_are_distinct_per_id_and_step():
+    a = uniforms([0, 1, MAX_SONG_ID], step=0)
+    b = uniforms([0, 1, MAX_SONG_ID], step=1)
+    assert len(set(a) | set(b)) == 6 and ((a >= 0) & (a < 1)).all()
+
+
+@pytest.mark.parametrize("bad", ["-1", str(2**63), "abc", "1.5", "", "1e3", " 7", "007", -1, 2**63, 1.5, True])
+def test_invalid_ids_are_rejected(bad):
+    with pytest.raises(InvalidSongId):
+        parse_song_id(bad)
+
+
+@pytest.mark.parametrize("bad", ["-1", str(2**63), "abc", "1.5"])
+def test_cli_rejects_invalid_ids_with_exit_2(tiny_model_dir, bad):
+    result = run_cli("generate", f"--song={bad}", "--model", str(tiny_model_dir))
+    assert result.returncode == 2
+    assert "invalid song ID" in result.stderr
+
+
+def test_song_that_never_ends_is_recorded_too_long(tiny_model_dir):
+    generator = Generator(str(tiny_model_dir), max_tokens=3)
+    songs = generator.generate(range(20))
+    assert {s.error for s in songs} == {TOO_LONG}
+    assert all(s.tokens == 3 and s.title == "" for s in songs)
+
+
+def test_full_context_songs_end_or_are_too_long(generator):
+    songs = generator.generate(range(200), batch_size=50)
+    assert {s.error for s in songs} <= {None, TOO_LONG, "empty"}
+    assert all(s.tokens <= generator.loaded.config.n_positions - 1 for s in songs)
+    finished = [s for s in songs if s.error is None]
+    assert finished and all(s.title and s.lyrics for s in finished)
+    assert any(s.error == TOO_LONG for s in songs)
+
+
+def test_json_output_fields(tiny_model_dir):
+    result = run_cli("generate", "--song", "5", "--model", str(tiny_model_dir), "--json")
+    record = json.loads(result.stdout)
+    assert set(record) >= {"id", "title", "lyrics", "model", "tokens", "error"}
+    assert record["id"] == 5
