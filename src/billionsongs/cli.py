@@ -65,10 +65,49 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_karaoke(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("karaoke", help="write a song's karaoke MIDI file", description=(
+        "Write the song for ID, then its music (a melody fitted to the lyrics' syllables, chords, drums) as a "
+        "karaoke MIDI file with one lyric event per syllable (.kar conventions). The same ID and model always "
+        "give a byte-identical file."))
+    p.add_argument("--song", type=_song_id, required=True, metavar="ID", help="song ID, an integer 0 … 2^63-1")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="file to write, usually NAME.mid or NAME.kar (same bytes); '-' writes to stdout")
+    p.add_argument("--model", default=None, metavar="PATH_OR_NAME",
+                   help="Hugging Face GPT-2-format model folder, or hub name when online "
+                        "(default: $BILLIONSONGS_MODEL, else the bundled lyrics model)")
+    p.set_defaults(func=_run_karaoke)
+
+
+def _run_karaoke(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from billionsongs.model.generate import Generator
+    from billionsongs.model.loading import ModelLoadError
+    from billionsongs.music import karaoke_bytes
+
+    try:
+        song = Generator(args.model).generate([args.song])[0]
+    except (ModelLoadError, ValueError) as exc:
+        print(f"billionsongs karaoke: error: {exc}", file=sys.stderr)
+        return 1
+    if song.error:
+        print(f"billionsongs karaoke: error: song {song.id} has no lyrics ({song.error})", file=sys.stderr)
+        return 1
+    data = karaoke_bytes(song.id, song.title, song.lyrics)
+    if args.out == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        Path(args.out).write_bytes(data)
+        print(f"wrote {args.out} ({len(data)} bytes): {song.title}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billionsongs", description="Billion Songs: a song for every number.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
+    _add_karaoke(sub)
     return parser
 
 
