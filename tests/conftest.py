@@ -45,6 +45,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture
+def songdata_csv() -> Path:
+    return shared_file("lyrics", "songdata.csv")
+
+
 def shared_file(*parts: str) -> Path:
     """A file under ../shared/data; skipped outside CI when absent, a failure on CI."""
     path = SHARED_DATA.joinpath(*parts)

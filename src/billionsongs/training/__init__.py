@@ -1,0 +1,1 @@
+"""Training: read lyrics datasets, train a tokenizer, pack songs into windows, train, export, evaluate."""
