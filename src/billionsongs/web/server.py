@@ -1,0 +1,66 @@
+"""`billionsongs serve`: migrate, start the generation worker, and serve the site with granian (WSGI).
+
+granian is a production server (Rust HTTP stack, several processes and threads), unlike Django's
+runserver. The worker runs as a child process so a slow batch never holds up a request, and it
+stops with the server (and on its own if this process dies, see `Worker.parent_pid`).
+"""
+
+import logging
+import os
+import subprocess
+import sys
+
+log = logging.getLogger("billionsongs.serve")
+
+WSGI_TARGET = "billionsongs.web.wsgi:application"
+
+
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run on every start)."""
+    from django.core.management import call_command
+    from django.db import connections
+
+    from billionsongs.web import setup_django
+
+    setup_django()
+    call_command("migrate", interactive=False, verbosity=1)
+    connections.close_all()  # granian starts its processes next; they must not share this connection
+
+
+def start_worker(batch_size: int | None = None, model: str | None = None) -> subprocess.Popen:
+    """The embedded worker: the only one, so it re-queues every unfinished song it finds on start."""
+    command = [sys.executable, "-m", "billionsongs", "worker", "--reset-all", "--parent-pid", str(os.getpid())]
+    if batch_size:
+        command += ["--batch-size", str(batch_size)]
+    if model:
+        command += ["--model", model]
+    return subprocess.Popen(command)
+
+
+def stop_worker(worker: subprocess.Popen, timeout: float = 60.0) -> None:
+    """SIGTERM lets the worker finish its batch; after `timeout` it is killed (its rows re-queue on next start)."""
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(timeout)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, *, processes: int = 1, threads: int | None = None,
+          run_worker: bool = True, batch_size: int | None = None, model: str | None = None) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    threads = threads or min(16, 2 * (os.cpu_count() or 1))
+    migrate()
+    worker = start_worker(batch_size, model) if run_worker else None
+    try:
+        server = Granian(WSGI_TARGET, address=host, port=port, interface=Interfaces.WSGI, workers=processes,
+                         blocking_threads=threads, websockets=False)
+        server.serve()
+    finally:
+        if worker is not None:
+            stop_worker(worker)
+    return 0

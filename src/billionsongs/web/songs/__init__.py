@@ -1,0 +1,1 @@
+"""Songs: the stored song for each ID, its page, generation queue and worker, and random picks."""

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from billionsongs.web.songs import views
+
+urlpatterns = [
+    path("", views.random_song, name="random"),
+    path("song/<str:song_id>/", views.song_page, name="song"),
+]

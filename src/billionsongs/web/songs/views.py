@@ -1,0 +1,74 @@
+"""Song pages. A written song's page is the same for every visitor, so it is publicly cacheable."""
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers, patch_cache_control
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from billionsongs.ids import InvalidSongId, parse_song_id
+from billionsongs.web.songs.models import Song, Status
+from billionsongs.web.songs.picking import random_song_id
+from billionsongs.web.songs.queue import request_song
+
+FALLBACK_RANDOM = "?fallback=random"
+
+
+def song_id_or_404(text: str) -> int:
+    """The song ID in a URL; anything malformed or out of range is a 404, never a 500."""
+    try:
+        return parse_song_id(text)
+    except InvalidSongId:
+        raise Http404("No song has that number.") from None
+
+
+@never_cache
+@require_safe
+def random_song(request: HttpRequest) -> HttpResponse:
+    """Redirect to a random song; a not-yet-written pick carries ?fallback=random in case it fails."""
+    return _redirect_to_random()
+
+
+@require_safe
+def song_page(request: HttpRequest, song_id: str) -> HttpResponse:
+    number = song_id_or_404(song_id)
+    song = Song.objects.filter(pk=number).first() or request_song(number)
+    if song.hidden or song.status == Status.FAILED:
+        if request.GET.get("fallback") == "random":
+            return _redirect_to_random(exclude=number)
+        raise Http404("This number has no song.")
+    if song.is_waiting:
+        return _writing_page(request, song)
+    if request.GET:
+        # One URL per song, so browser and CDN caches, shares and votes are not split by query strings.
+        return HttpResponseRedirect(reverse("song", args=[song.id]))
+    response = render(request, "songs/song.html", {
+        "song": song,
+        "page_url": request.build_absolute_uri(reverse("song", args=[song.id])),
+    })
+    # A written song never changes: let browsers and CDNs keep it (ConditionalGetMiddleware adds the ETag).
+    patch_cache_control(response, public=True, max_age=settings.SONG_CACHE_SECONDS)
+    return response
+
+
+def _writing_page(request: HttpRequest, song: Song) -> HttpResponse:
+    """"Being written" page that reloads itself (no JavaScript needed) until the song is ready."""
+    response = render(request, "songs/writing.html", {
+        "song": song,
+        "refresh_seconds": settings.WRITING_REFRESH_SECONDS,
+        "refresh_url": request.get_full_path(),
+    })
+    add_never_cache_headers(response)  # the finished page must replace it at once, everywhere
+    return response
+
+
+def _redirect_to_random(exclude: int | None = None) -> HttpResponse:
+    song_id = random_song_id(exclude=exclude)
+    url = reverse("song", args=[song_id])
+    if not Song.objects.visible().filter(pk=song_id).exists():
+        url += FALLBACK_RANDOM
+    response = HttpResponseRedirect(url)
+    add_never_cache_headers(response)
+    return response

@@ -1,0 +1,128 @@
+"""One real browser session: Debian's Chromium, driven by Playwright, with JavaScript switched off.
+
+Open /, read the lyrics, sign up through the vote widget, vote, see the count change, find the song on
+/top/, and watch a song being written turn into its page by itself. Screenshots go to test-output/browser/.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from billionsongs.web.songs.models import Song, Status
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+LYRICS = """I was walking home in the rain tonight
+Every light in the city burning bright
+Every window singing out of time
+
+Oh oh, take me home
+Oh oh, take me home
+Down the river where the streetlights shine
+
+You said forever, I said maybe so
+We were dancing slow on the radio
+Oh oh, take me home"""
+
+
+@pytest.fixture
+def chromium():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(live_server, settings, monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls below are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.FRESH_SONG_SHARE = 0.0  # "/" picks among written songs, so the test knows what it will see
+    settings.WRITING_REFRESH_SECONDS = 1
+    Song.objects.create(id=2026, title="Walking Home", lyrics=LYRICS, model="tiny", status=Status.DONE)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return live_server.url
+
+
+def test_read_sign_up_vote_and_find_the_song_on_top(chromium, site):
+    context = chromium.new_context(java_script_enabled=False, color_scheme="light",
+                                   viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+
+    page.goto(site + "/")
+    assert page.url == f"{site}/song/2026/"
+    assert page.locator("h1").inner_text() == "Walking Home"
+    lyrics = page.locator(".lyrics").inner_text()
+    assert "I was walking home in the rain tonight\nEvery light in the city burning bright" in lyrics
+    assert page.locator(".lyrics .verse").count() == 3
+    votes = page.frame_locator("iframe.vote-frame")
+    assert votes.locator("[data-count=up]").inner_text() == "0"
+    page.screenshot(path=SHOTS / "song-light.png", full_page=True)
+
+    # Voting anonymously leads to logging in; from there, sign up and come back to the song.
+    votes.locator("button.vote-button.up").click()
+    page.wait_for_url(re.compile(r"/accounts/login/\?next=/song/2026/$"))
+    page.get_by_role("link", name="Sign up").click()
+    page.fill("input[name=username]", "listener")
+    page.fill("input[name=email]", "listener@example.org")
+    page.fill("input[name=password1]", "a song for every number")
+    page.fill("input[name=password2]", "a song for every number")
+    page.screenshot(path=SHOTS / "signup.png", full_page=True)
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url(f"{site}/song/2026/")
+
+    votes = page.frame_locator("iframe.vote-frame")
+    votes.locator("button.vote-button.up").click()
+    votes.locator("text=You voted up.").wait_for()
+    assert votes.locator("[data-count=up]").inner_text() == "1"
+    assert votes.locator("[data-count=down]").inner_text() == "0"
+    assert Song.objects.get(pk=2026).score == 1
+    page.screenshot(path=SHOTS / "song-voted.png", full_page=True)
+
+    page.get_by_role("link", name="Top").click()
+    entry = page.locator(".chart-list li", has_text="Walking Home")
+    assert entry.count() == 1
+    assert "▲ 1" in entry.inner_text()
+    page.screenshot(path=SHOTS / "top.png", full_page=True)
+
+    page.get_by_role("link", name="My votes").click()
+    assert "Walking Home" in page.locator(".chart-list").inner_text()
+    context.close()
+
+
+def test_dark_mode_small_screen_and_a_song_being_written(chromium, site):
+    context = chromium.new_context(java_script_enabled=False, color_scheme="dark",
+                                   viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(site + "/song/2026/")
+    page.screenshot(path=SHOTS / "song-dark-mobile.png", full_page=True)
+    # Without JavaScript, a song not written yet says so and reloads itself until it is ready.
+    page.goto(site + "/song/77/")
+    assert "being written" in page.locator("h1").inner_text()
+    page.screenshot(path=SHOTS / "writing-dark-mobile.png", full_page=True)
+    Song.objects.filter(pk=77).update(status=Status.DONE, title="Written While You Waited", lyrics="La la la")
+    page.locator("h1", has_text="Written While You Waited").wait_for()
+    context.close()
+
+    # Colours are read with JavaScript on (the site itself has none) to check the dark palette applies.
+    for scheme, expected in (("dark", "rgb(20, 19, 24)"), ("light", "rgb(250, 247, 242)")):
+        context = chromium.new_context(color_scheme=scheme, viewport={"width": 1100, "height": 900})
+        page = context.new_page()
+        page.goto(site + "/song/2026/")
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == expected
+        if scheme == "dark":
+            page.screenshot(path=SHOTS / "song-dark.png", full_page=True)
+        context.close()

@@ -1,0 +1,126 @@
+"""The generation queue and worker: pending rows are claimed once, written in batches, and never lost."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from billionsongs.model.generate import Generator
+from billionsongs.web.songs import queue
+from billionsongs.web.songs.models import Song, Status
+from billionsongs.web.songs.worker import Worker
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The tiny model gains nothing from threads, and on a busy 2-core machine they make it 50x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def expected(tiny_model_dir):
+    """What the engine itself writes for IDs 0..11 with the tiny model (some succeed, some are 'too long')."""
+    return {song.id: song for song in Generator(str(tiny_model_dir)).generate(range(12), batch_size=12)}
+
+
+def test_worker_writes_pending_songs_with_the_model(client, tiny_model_dir, expected):
+    for song_id in range(12):
+        assert client.get(f"/song/{song_id}/").status_code == 200  # queues the song
+    assert Song.objects.filter(status=Status.PENDING).count() == 12
+    worker = Worker(str(tiny_model_dir), batch_size=5, poll_seconds=0)
+    assert worker.run(until_empty=True) == 0
+    assert worker.written == 12
+    for song in Song.objects.all():
+        engine = expected[song.id]
+        if engine.error:
+            assert (song.status, song.error, song.lyrics) == (Status.FAILED, engine.error, "")
+            assert client.get(f"/song/{song.id}/").status_code == 404
+        else:
+            assert song.status == Status.DONE
+            assert song.model == engine.model
+            assert song.tokens == engine.tokens
+            assert song.lyrics == queue._clean(engine.lyrics)
+            page = client.get(f"/song/{song.id}/")
+            assert page.status_code == 200 and "public" in page["Cache-Control"]
+    assert {s.error for s in expected.values()} >= {None, "too long"}, "fixture should give both outcomes"
+
+
+def test_two_workers_never_claim_the_same_song(make_song):
+    for song_id in range(7):
+        make_song(song_id, status=Status.PENDING)
+    first, second, third = queue.claim_batch(4), queue.claim_batch(4), queue.claim_batch(4)
+    assert len(first.ids) == 4 and len(second.ids) == 3 and third.ids == []
+    assert not set(first.ids) & set(second.ids)
+    assert Song.objects.filter(status=Status.GENERATING).count() == 7
+
+
+def test_only_the_claim_holder_can_complete(make_song, tiny_model_dir):
+    make_song(3, status=Status.PENDING)
+    stale = queue.claim_batch(1)
+    queue.reset_stale(None)  # the first worker is presumed dead …
+    fresh = queue.claim_batch(1)  # … and another takes the song
+    result = Generator(str(tiny_model_dir)).generate([3])
+    assert queue.complete(stale, result) == 0
+    assert Song.objects.get(pk=3).status == Status.GENERATING
+    assert queue.complete(fresh, result) == 1
+    assert Song.objects.get(pk=3).status in (Status.DONE, Status.FAILED)
+
+
+def test_stale_generating_rows_are_requeued(make_song):
+    make_song(1, status=Status.GENERATING, claim="dead", claimed_at=timezone.now() - timedelta(hours=2))
+    make_song(2, status=Status.GENERATING, claim="alive", claimed_at=timezone.now())
+    assert queue.reset_stale(timedelta(minutes=30)) == 1
+    assert Song.objects.get(pk=1).status == Status.PENDING
+    assert Song.objects.get(pk=2).status == Status.GENERATING
+    assert queue.reset_stale(None) == 1  # the embedded worker knows it is alone
+    assert set(Song.objects.values_list("status", flat=True)) == {Status.PENDING}
+
+
+def test_worker_started_with_reset_all_finishes_orphaned_songs(make_song, tiny_model_dir):
+    make_song(4, status=Status.GENERATING, claim="killed", claimed_at=timezone.now())
+    Worker(str(tiny_model_dir), reset_all_on_start=True, poll_seconds=0).run(until_empty=True)
+    assert Song.objects.get(pk=4).status in (Status.DONE, Status.FAILED)
+
+
+class Exploding:
+    model_name = "exploding"
+
+    def generate(self, ids, batch_size=16):
+        raise RuntimeError("out of memory")
+
+
+def test_a_crashing_batch_returns_its_songs_then_gives_up(make_song, settings):
+    settings.WORKER_MAX_ATTEMPTS = 2
+    make_song(9, status=Status.PENDING)
+    worker = Worker(generator_factory=lambda model: Exploding(), poll_seconds=0)
+    with pytest.raises(RuntimeError):
+        worker.run_once()
+    song = Song.objects.get(pk=9)
+    assert (song.status, song.attempts) == (Status.PENDING, 1)
+    with pytest.raises(RuntimeError):
+        worker.run_once()
+    song = Song.objects.get(pk=9)
+    assert (song.status, song.error) == (Status.FAILED, queue.CRASHED)
+
+
+def test_worker_with_missing_model_exits_with_an_error(tmp_path, caplog):
+    assert Worker(str(tmp_path / "nowhere")).run(until_empty=True) == 1
+    assert "nowhere" in caplog.text
+
+
+def test_control_characters_are_removed_before_storing(make_song):
+    class Result:
+        id, title, lyrics, model, tokens, error = 5, "\x00Bad\x07 title", "line\x00 one\n\nline two\r", "m", 3, None
+
+    make_song(5, status=Status.PENDING)
+    claim = queue.claim_batch(1)
+    queue.complete(claim, [Result()])
+    song = Song.objects.get(pk=5)
+    assert (song.title, song.lyrics) == ("Bad title", "line one\n\nline two")
