@@ -274,59 +274,6 @@ def _run_worker(args: argparse.Namespace) -> int:
     return worker.run(until_empty=args.until_empty)
 
 
-def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the website (production server)", description=(
-        "Apply database migrations, start a generation worker process, and serve the site with granian "
-        "(WSGI). Data lives in $BILLIONSONGS_HOME (SQLite) unless DATABASE_URL names a PostgreSQL database."))
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    p.add_argument("--processes", type=int, default=1, metavar="N", help="web server processes (default 1)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="request threads per process (default 2 per CPU core, at most 16)")
-    p.add_argument("--no-worker", action="store_true",
-                   help="do not start a generation worker (run `billionsongs worker` elsewhere)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="songs the worker writes per batch (default $BILLIONSONGS_BATCH_SIZE or 16)")
-    p.add_argument("--model", default=None, metavar="PATH_OR_NAME",
-                   help="model for the worker (default: $BILLIONSONGS_MODEL, else the bundled lyrics model)")
-    p.set_defaults(func=_run_serve)
-
-
-def _run_serve(args: argparse.Namespace) -> int:
-    from billionsongs.web.server import serve
-
-    return serve(args.host, args.port, processes=args.processes, threads=args.threads,
-                 run_worker=not args.no_worker, batch_size=args.batch_size, model=args.model)
-
-
-def _add_worker(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help="write queued songs for the website", description=(
-        "Take songs the website queued (pending rows in its database) and write them in batches. "
-        "Several workers may share one database: each claims its rows atomically."))
-    p.add_argument("--model", default=None, metavar="PATH_OR_NAME",
-                   help="model folder or hub name (default: $BILLIONSONGS_MODEL, else the bundled lyrics model)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="songs per batch (default $BILLIONSONGS_BATCH_SIZE or 16)")
-    p.add_argument("--poll", type=float, default=None, metavar="SECONDS",
-                   help="wait between looks at an empty queue (default $BILLIONSONGS_POLL_SECONDS or 0.5)")
-    p.add_argument("--until-empty", action="store_true", help="exit once the queue is empty")
-    p.add_argument("--reset-all", action="store_true",
-                   help="on start, re-queue every song left 'generating' (only when this is the sole worker)")
-    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
-    p.set_defaults(func=_run_worker)
-
-
-def _run_worker(args: argparse.Namespace) -> int:
-    from billionsongs.web import setup_django
-
-    setup_django()
-    from billionsongs.web.songs.worker import Worker
-
-    worker = Worker(args.model, batch_size=args.batch_size, poll_seconds=args.poll,
-                    reset_all_on_start=args.reset_all, parent_pid=args.parent_pid)
-    return worker.run(until_empty=args.until_empty)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billionsongs", description="Billion Songs: a song for every number.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -335,8 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_eval(sub)
     _add_karaoke(sub)
-    _add_serve(sub)
-    _add_worker(sub)
     _add_serve(sub)
     _add_worker(sub)
     return parser
