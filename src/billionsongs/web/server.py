@@ -54,6 +54,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, processes: int = 1, thre
     from granian.constants import Interfaces
 
     threads = threads or min(16, 2 * (os.cpu_count() or 1))
+    if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("ALLOWED_HOSTS"):
+        print(f"billionsongs serve: note: set ALLOWED_HOSTS to the name visitors use; on {host} only "
+              "localhost names are accepted now", file=sys.stderr)
     migrate()
     worker = start_worker(batch_size, model) if run_worker else None
     try:
