@@ -108,6 +108,10 @@ def test_dark_mode_small_screen_and_a_song_being_written(chromium, site):
     page = context.new_page()
     page.set_default_timeout(20_000)
     page.goto(site + "/song/2026/")
+    # On a phone the vote widget wraps to two lines; the frame must be tall enough to show both.
+    frame_box = page.locator("iframe.vote-frame").bounding_box()
+    status_box = page.frame_locator("iframe.vote-frame").locator(".vote-status").bounding_box()
+    assert status_box["y"] + status_box["height"] <= frame_box["y"] + frame_box["height"]
     page.screenshot(path=SHOTS / "song-dark-mobile.png", full_page=True)
     # Without JavaScript, a song not written yet says so and reloads itself until it is ready.
     page.goto(site + "/song/77/")
