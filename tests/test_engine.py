@@ -35,7 +35,8 @@ def test_forward_matches_transformers(tiny_model_dir):
     with torch.no_grad():
         expected = reference(tokens).logits
     cache = gpt.new_cache(2)
-    got = torch.stack([gpt.step(tokens[:, t], cache) for t in range(tokens.shape[1])], dim=1)
+    steps = [gpt.step(tokens[:, t], torch.tensor([t, t]), cache) for t in range(tokens.shape[1])]
+    got = torch.stack(steps, dim=1)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 

@@ -1,13 +1,14 @@
-"""Batched, deterministic song generation.
+"""Batched, deterministic song generation with continuous batching.
 
-A batch of song IDs advances together, one forward pass per step, every row starting from the
-end-of-text token. Row i's token at step t is drawn with the uniform `uniforms(id_i, t)`, and the
-forward pass is row-invariant (see `gpt.py`), so a song is the same alone or in any batch.
+Up to `batch_size` songs advance together, one forward pass per step, each from its own
+end-of-text start token at its own position. Song `id`'s token at its step t is drawn with
+`uniforms(id, t)`, and the forward pass is row-invariant (see `gpt.py`), so a song is the same alone or
+in any batch, whenever it joined.
 
-Rows that finish early: when a song emits end-of-text its row is removed from the batch and the KV
-cache is compacted, so from the next step on it costs nothing. The batch then shrinks and runs at
-lower efficiency until its longest song ends; `GenerationStats.row_utilisation` reports how much
-(benchmarks/generation.py prints it).
+Rows that finish early: the moment a song emits end-of-text, the next waiting ID takes its row (its
+cache row is simply overwritten from position 0), so a finished song never holds a slot. Only when no
+IDs are waiting does the batch shrink (surviving rows are moved down, one cache copy) and run the
+last songs out at lower occupancy; `GenerationStats.row_utilisation` measures that tail.
 """
 
 import time
@@ -77,52 +78,60 @@ class Generator:
 
     def generate(self, song_ids: Iterable[int], batch_size: int = 16,
                  on_token: Callable[[int, int], None] | None = None) -> list[Song]:
-        """Songs for `song_ids`, in the order given; duplicates are generated once."""
-        ids = list(song_ids)
-        unique = list(dict.fromkeys(ids))
-        done: dict[int, Song] = {}
-        for start in range(0, len(unique), batch_size):
-            chunk = unique[start : start + batch_size]
-            for song_id, tokens, finished in zip(chunk, *self._generate_tokens(chunk, on_token), strict=True):
-                done[song_id] = self._to_song(song_id, tokens, finished)
-        return [done[i] for i in ids]
+        """Songs for `song_ids`, in the order given; duplicates are generated once.
 
-    def _generate_tokens(self, ids: list[int], on_token) -> tuple[list[list[int]], list[bool]]:
+        `on_token(song_id, token)` is called for every token as it is written (for live streaming).
+        """
+        ids = list(song_ids)
+        results = self._generate_tokens(list(dict.fromkeys(ids)), max(1, batch_size), on_token)
+        songs = {song_id: self._to_song(song_id, tokens, finished) for song_id, (tokens, finished) in results.items()}
+        return [songs[i] for i in ids]
+
+    def _generate_tokens(self, ids: list[int], batch_size: int, on_token) -> dict[int, tuple[list[int], bool]]:
         started = time.perf_counter()
-        eot = self.loaded.eot_id
-        n = len(ids)
-        outputs: list[list[int]] = [[] for _ in range(n)]
-        finished = [False] * n
-        active = list(range(n))  # batch row -> index into ids
-        cache = self.gpt.new_cache(n, self.max_length)
-        tokens = torch.full((n,), eot, dtype=torch.long)
-        for step in range(self.max_length - 1):
-            logits = self.gpt.step(tokens, cache)
-            u = torch.from_numpy(uniforms([ids[i] for i in active], step))
+        eot, limit = self.loaded.eot_id, self.max_length - 1
+        waiting = iter(ids)
+        results: dict[int, tuple[list[int], bool]] = {}
+        rows = min(batch_size, len(ids))
+        cache = self.gpt.new_cache(rows)
+        # Per row: song ID, tokens written so far (its position is their count).
+        row_ids: list[int] = [next(waiting) for _ in range(rows)]
+        written: list[list[int]] = [[] for _ in range(rows)]
+        tokens = torch.full((rows,), eot, dtype=torch.long)
+        while row_ids:
+            n = len(row_ids)
+            positions = torch.tensor([len(w) for w in written])
+            logits = self.gpt.step(tokens, positions, cache)
+            u = torch.from_numpy(uniforms(row_ids, positions.numpy()))
             chosen = sample(logits, u, self.settings).tolist()
             self.stats.steps += 1
-            self.stats.row_steps += len(active)
-            self.stats.batch_rows += n
-            keep = []
+            self.stats.row_steps += n
+            self.stats.batch_rows += rows
+            survivors = []
             for row, token in enumerate(chosen):
-                index = active[row]
-                if token == eot:
-                    finished[index] = True
-                else:
-                    outputs[index].append(token)
-                    keep.append(row)
+                song_id = row_ids[row]
+                if token != eot:
+                    written[row].append(token)
                     if on_token:
-                        on_token(ids[index], token)
-            if not keep:
-                break
-            if len(keep) < len(active):
-                cache.keep(torch.tensor(keep))
-                active = [active[r] for r in keep]
-            tokens = torch.tensor([chosen[r] for r in keep], dtype=torch.long)
+                        on_token(song_id, token)
+                if token == eot or len(written[row]) >= limit:
+                    results[song_id] = (written[row], token == eot)
+                    song_id = next(waiting, None)
+                    if song_id is None:
+                        continue
+                    row_ids[row], written[row], token = song_id, [], eot
+                survivors.append(row)
+                chosen[row] = token
+            if survivors and len(survivors) < n:
+                longest = max((len(written[r]) for r in survivors), default=0) + 1
+                cache.move(torch.tensor(survivors, dtype=torch.long), torch.arange(len(survivors)), longest)
+            row_ids = [row_ids[r] for r in survivors]
+            written = [written[r] for r in survivors]
+            tokens = torch.tensor([chosen[r] for r in survivors], dtype=torch.long)
         self.stats.batches += 1
-        self.stats.tokens += sum(len(o) for o in outputs)
+        self.stats.tokens += sum(len(tokens) for tokens, _ in results.values())
         self.stats.seconds += time.perf_counter() - started
-        return outputs, finished
+        return results
 
     def decode(self, tokens: list[int]) -> str:
         return self.loaded.tokenizer.decode(tokens, skip_special_tokens=False)

@@ -1,12 +1,16 @@
 """GPT-2 inference with a preallocated KV cache, written so each row's numbers ignore its batch.
 
-Why not `transformers`' forward: we need (1) a cache we can compact when a song ends, and (2) results
-per row that are bit-identical whatever else is in the batch. CPU BLAS picks different kernels for
-different row counts, so fp32 `x @ W` for a row changes in the last bits with batch size; a sampled
-token can then flip and the song diverges. `BatchInvariantLinear` probes the backend once and, where
-plain GEMM is not row-invariant, runs it in fixed-height row tiles so every row always meets the same
-kernel. Attention, layer norm and GELU are per-row already; all rows of a batch share one position
-(every song starts at the end-of-text token), so attention shapes never depend on other rows.
+Why not `transformers`' forward: we need (1) a cache whose rows come and go as songs end and new ones
+start (continuous batching), and (2) results per row that are bit-identical whatever else is in the
+batch. CPU BLAS picks different kernels for different row counts, so fp32 `x @ W` for a row changes in
+the last bits with batch size; a sampled token can then flip and the song diverges.
+`choose_row_tile` probes the backend once and, where plain GEMM is not row-invariant, runs it in
+fixed-height row tiles so every row always meets the same kernel.
+
+Rows sit at different positions, so attention runs over the longest row's keys with later keys masked.
+Reductions over a length under one SIMD width take a different code path, so the attended length is
+always rounded up to a multiple of `ATTENTION_PAD` (32): a row then gets the same bits alone or next
+to a longer song (checked by the batch-invariance tests). Layer norm and GELU are per row already.
 """
 
 import math
@@ -18,6 +22,7 @@ import torch.nn.functional as F
 from billionsongs.model.loading import GPT2Config
 
 ROW_TILE = 16
+ATTENTION_PAD = 32
 
 
 def _row_invariant(tile: int | None, weight: torch.Tensor) -> bool:
@@ -57,17 +62,15 @@ def choose_row_tile(weight: torch.Tensor) -> int | None:
 
 @dataclass
 class KVCache:
-    """Keys and values for `rows` songs, preallocated up to the context length."""
+    """Keys and values for up to `rows` songs, preallocated to the context length (rounded up)."""
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
-    length: int = 0
 
-    def keep(self, rows: torch.Tensor) -> None:
-        """Drop finished songs by moving the surviving rows to the front (one copy per compaction)."""
-        n = rows.numel()
+    def move(self, src: torch.Tensor, dst: torch.Tensor, length: int) -> None:
+        """Copy rows `src` into rows `dst` (the first `length` positions), to close gaps left by ended songs."""
         for buf in (*self.keys, *self.values):
-            buf[:n, :, : self.length] = buf[rows, :, : self.length]
+            buf[dst, :, :length] = buf[src, :, :length]
 
 
 class GPT2:
@@ -100,33 +103,37 @@ class GPT2:
         out = _tiled_linear(x, weight, self.row_tile)
         return out if bias is None else out + bias
 
-    def new_cache(self, rows: int, length: int | None = None) -> KVCache:
+    def new_cache(self, rows: int) -> KVCache:
         c = self.config
-        shape = (rows, c.n_head, length or c.n_positions, c.n_embd // c.n_head)
+        length = -(-c.n_positions // ATTENTION_PAD) * ATTENTION_PAD
+        shape = (rows, c.n_head, length, c.n_embd // c.n_head)
         return KVCache(
             [torch.zeros(shape, dtype=self.dtype) for _ in range(c.n_layer)],
             [torch.zeros(shape, dtype=self.dtype) for _ in range(c.n_layer)],
         )
 
     @torch.inference_mode()
-    def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Feed one token per row at position `cache.length`; return float32 logits (rows, vocab)."""
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Feed token i at positions[i] for rows 0..n-1 of the cache; return float32 logits (n, vocab)."""
         c = self.config
-        rows, pos = tokens.shape[0], cache.length
+        rows = tokens.shape[0]
         heads, head_dim = c.n_head, c.n_embd // c.n_head
         eps = c.layer_norm_epsilon
-        x = self.wte[tokens] + self.wpe[pos]
+        length = -(-(int(positions.max()) + 1) // ATTENTION_PAD) * ATTENTION_PAD
+        row_index = torch.arange(rows)
+        masked = (torch.arange(length) > positions.unsqueeze(-1)).unsqueeze(1)  # (rows, 1, length)
+        x = self.wte[tokens] + self.wpe[positions]
         for layer, keys, values in zip(self.layers, cache.keys, cache.values, strict=True):
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_1"], eps)
             q, k, v = self.linear(h, *layer["c_attn"]).view(rows, 3, heads, head_dim).unbind(1)
-            keys[:rows, :, pos] = k
-            values[:rows, :, pos] = v
-            scores = torch.matmul(keys[:rows, :, : pos + 1], q.unsqueeze(-1)).squeeze(-1)
-            weights = torch.softmax(scores.float() / math.sqrt(head_dim), dim=-1).to(self.dtype)
-            y = torch.matmul(weights.unsqueeze(-2), values[:rows, :, : pos + 1]).reshape(rows, c.n_embd)
+            keys[row_index, :, positions] = k
+            values[row_index, :, positions] = v
+            scores = torch.matmul(keys[:rows, :, :length], q.unsqueeze(-1)).squeeze(-1).float()
+            scores = scores.masked_fill_(masked, float("-inf")) / math.sqrt(head_dim)
+            weights = torch.softmax(scores, dim=-1).to(self.dtype)
+            y = torch.matmul(weights.unsqueeze(-2), values[:rows, :, :length]).reshape(rows, c.n_embd)
             x = x + self.linear(y, *layer["c_proj"])
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
             x = x + self.linear(F.gelu(self.linear(h, *layer["c_fc"]), approximate="tanh"), *layer["mlp_proj"])
-        cache.length = pos + 1
         x = F.layer_norm(x, (c.n_embd,), *self.ln_f, eps)
         return self.linear(x, self.wte).float()

@@ -101,8 +101,11 @@ def load_model(name_or_path: str | None = None) -> LoadedModel:
     eot_id = tokenizer.token_to_id(EOT)
     if eot_id is None:
         eot_id = config.eos_token_id
-    display = path.name if path.parent.name != "snapshots" else name
-    return LoadedModel(display if name_or_path else "bundled", path, config, state_dict, tokenizer, eot_id)
+    if path.resolve() == BUNDLED_MODEL_DIR:
+        display = "bundled"
+    else:
+        display = name if path.parent.name == "snapshots" else path.name
+    return LoadedModel(display, path, config, state_dict, tokenizer, eot_id)
 
 
 def _read_config(file: Path) -> GPT2Config:

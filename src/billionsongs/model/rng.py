@@ -18,10 +18,12 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def uniforms(song_ids: "np.ndarray | list[int]", step: int, stream: int = 0) -> np.ndarray:
-    """One float64 in [0, 1) per song ID for this step; `stream` separates independent uses."""
+def uniforms(song_ids: "np.ndarray | list[int]", step: "int | np.ndarray | list[int]", stream: int = 0) -> np.ndarray:
+    """One float64 in [0, 1) per song ID at its step (one step for all, or one per ID); `stream`
+    separates independent uses."""
     ids = np.asarray(song_ids, dtype=np.uint64)
+    steps = np.asarray(step, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        x = _mix64(ids * _GOLDEN + np.uint64(step) * _STEP_MUL + np.uint64(stream) * _STREAM_MUL)
+        x = _mix64(ids * _GOLDEN + steps * _STEP_MUL + np.uint64(stream) * _STREAM_MUL)
         x = _mix64(x + _GOLDEN)
     return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
