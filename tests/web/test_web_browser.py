@@ -1,7 +1,8 @@
 """One real browser session: Debian's Chromium, driven by Playwright, with JavaScript switched off.
 
 Open /, read the lyrics, sign up through the vote widget, vote, see the count change, find the song on
-/top/, and watch a song being written turn into its page by itself. Screenshots go to test-output/browser/.
+/top/, and watch a song being written turn into its page by itself; with JavaScript on, press Play and
+follow the karaoke highlight. Screenshots go to test-output/browser/.
 """
 
 import os
@@ -67,6 +68,9 @@ def test_read_sign_up_vote_and_find_the_song_on_top(chromium, site):
     lyrics = page.locator(".lyrics").inner_text()
     assert "I was walking home in the rain tonight\nEvery light in the city burning bright" in lyrics
     assert page.locator(".lyrics .verse").count() == 3
+    # The karaoke player needs JavaScript: without it the Play button is hidden, the MIDI file is a link.
+    assert page.locator("button.karaoke-play").is_hidden()
+    assert page.locator("a.karaoke-download").get_attribute("href") == "/song/2026/karaoke.mid"
     votes = page.frame_locator("iframe.vote-frame")
     assert votes.locator("[data-count=up]").inner_text() == "0"
     page.screenshot(path=SHOTS / "song-light.png", full_page=True)
@@ -130,3 +134,29 @@ def test_dark_mode_small_screen_and_a_song_being_written(chromium, site):
         if scheme == "dark":
             page.screenshot(path=SHOTS / "song-dark.png", full_page=True)
         context.close()
+
+
+def test_play_the_karaoke_track_and_follow_the_highlight(chromium, site):
+    context = chromium.new_context(color_scheme="light", viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(site + "/song/2026/")
+    play = page.locator("button.karaoke-play")
+    assert play.is_visible() and play.inner_text() == "Play"
+    assert page.locator("#lyrics-2026 .syl").count() > 50
+    play.click()
+    page.wait_for_selector("button.karaoke-play[data-karaoke-state=playing]")
+    assert play.inner_text() == "Stop"
+    # The first syllable is sung after a bar or two of introduction, then the highlight moves on.
+    first = float(page.wait_for_selector("#lyrics-2026 .syl.bs-now").get_attribute("data-t"))
+    page.wait_for_function("t => { const s = document.querySelector('#lyrics-2026 .syl.bs-now');"
+                           " return s && parseFloat(s.dataset.t) > t + 0.5; }", arg=first)
+    later = float(page.locator(".syl.bs-now").get_attribute("data-t"))
+    assert later > first
+    assert page.locator(".syl.bs-now").count() == 1 and page.locator(".syl.bs-sung").count() >= 2
+    page.screenshot(path=SHOTS / "song-karaoke.png", full_page=True)
+    play.click()  # pressing again stops and clears the highlight
+    assert play.get_attribute("data-karaoke-state") == "stopped"
+    assert page.locator(".syl.bs-now, .syl.bs-sung").count() == 0
+    assert play.inner_text() == "Play"
+    context.close()

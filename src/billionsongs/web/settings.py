@@ -126,7 +126,8 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [os.path.join(_WEB_DIR, "static")]
+# The site's own assets, and the karaoke player of billionsongs.music (a library, not a Django app).
+STATICFILES_DIRS = [os.path.join(_WEB_DIR, "static"), os.path.join(os.path.dirname(_WEB_DIR), "music", "static")]
 STATIC_ROOT = os.environ.get("STATIC_ROOT") or None  # only for `collectstatic` (e.g. to upload to a CDN)
 # Serve straight from the static folders (site-wide and the apps'): no collectstatic step before `serve`.
 WHITENOISE_USE_FINDERS = True

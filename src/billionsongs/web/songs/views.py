@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from billionsongs.ids import InvalidSongId, parse_song_id
+from billionsongs.web.songs.karaoke import karaoke_file, karaoke_verses
 from billionsongs.web.songs.models import Song, Status
 from billionsongs.web.songs.picking import random_song_id
 from billionsongs.web.songs.queue import request_song
@@ -44,11 +45,29 @@ def song_page(request: HttpRequest, song_id: str) -> HttpResponse:
     if request.GET:
         # One URL per song, so browser and CDN caches, shares and votes are not split by query strings.
         return HttpResponseRedirect(reverse("song", args=[song.id]))
+    verses = karaoke_verses(song)  # lines as syllable spans for the player; None = plain lyrics
     response = render(request, "songs/song.html", {
         "song": song,
         "page_url": request.build_absolute_uri(reverse("song", args=[song.id])),
+        "karaoke": bool(verses),
+        "verses": verses or song.verses(),
     })
     # A written song never changes: let browsers and CDNs keep it (ConditionalGetMiddleware adds the ETag).
+    patch_cache_control(response, public=True, max_age=settings.SONG_CACHE_SECONDS)
+    return response
+
+
+@require_safe
+def song_karaoke(request: HttpRequest, song_id: str) -> HttpResponse:
+    """The karaoke MIDI file of a written, visible song, cached like its page. Never queues a song: the
+    file is linked from the written song's page only, so anything else is a 404."""
+    song = Song.objects.visible().filter(pk=song_id_or_404(song_id)).first()
+    data = karaoke_file(song) if song else None
+    if data is None:
+        raise Http404("This number has no song to play.")
+    response = HttpResponse(data, content_type="audio/midi")
+    response["Content-Disposition"] = f'inline; filename="billion-songs-{song.id}.mid"'
+    # Same bytes for ever, like the page (ConditionalGetMiddleware adds the ETag and answers 304s).
     patch_cache_control(response, public=True, max_age=settings.SONG_CACHE_SECONDS)
     return response
 
