@@ -249,7 +249,9 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _add_worker(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="write queued songs for the website", description=(
         "Take songs the website queued (pending rows in its database) and write them in batches. "
-        "Several workers may share one database: each claims its rows atomically."))
+        "Several workers, on any machines, may share one database: each claims its rows atomically and "
+        "renews a lease while writing. With BILLIONSONGS_QUEUE=rq (and REDIS_URL, DATABASE_URL) the worker "
+        "takes RQ jobs from Redis; otherwise it polls the database. Idle workers refill the pool."))
     p.add_argument("--model", default=None, metavar="PATH_OR_NAME",
                    help="model folder or hub name (default: $BILLIONSONGS_MODEL, else the bundled lyrics model)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
@@ -274,6 +276,55 @@ def _run_worker(args: argparse.Namespace) -> int:
     return worker.run(until_empty=args.until_empty)
 
 
+def _add_quality_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quality-report", help="how many songs the pool's quality gate rejects", description=(
+        "Write songs for a range of IDs with a model and report how many the quality gate (which decides "
+        "what enters the pregenerated pool) rejects, and why. With --stored, report on the website's "
+        "stored songs instead."))
+    p.add_argument("--model", default=None, metavar="PATH_OR_NAME",
+                   help="model folder or hub name (default: $BILLIONSONGS_MODEL, else the bundled lyrics model)")
+    p.add_argument("--count", type=int, default=200, help="songs to write (default 200)")
+    p.add_argument("--first", type=int, default=0, help="first song ID (default 0)")
+    p.add_argument("--batch-size", type=int, default=16, help="songs per batch (default 16)")
+    p.add_argument("--stored", action="store_true", help="check the website's stored songs, write nothing")
+    p.set_defaults(func=_run_quality_report)
+
+
+def _run_quality_report(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from billionsongs.web import setup_django
+
+    setup_django()
+    from billionsongs.web.songs import quality
+
+    rules = quality.Rules.from_settings()
+    engine_errors: Counter = Counter()
+    if args.stored:
+        from billionsongs.web.songs.models import Song, Status
+
+        rows = Song.objects.filter(status=Status.DONE).values_list("title", "lyrics")
+        verdicts = [quality.check(title, lyrics, rules) for title, lyrics in rows.iterator()]
+        engine_errors.update(Song.objects.filter(status=Status.FAILED).values_list("error", flat=True))
+        source = "stored songs"
+    else:
+        import os
+
+        from billionsongs.model.generate import Generator
+
+        generator = Generator(args.model or os.environ.get("BILLIONSONGS_MODEL") or None)
+        songs = generator.generate(range(args.first, args.first + args.count), batch_size=args.batch_size)
+        verdicts = [quality.check(s.title, s.lyrics, rules) for s in songs if not s.error]
+        engine_errors.update(s.error for s in songs if s.error)
+        source = f"model {generator.model_name}, IDs {args.first}..{args.first + args.count - 1}"
+    print(f"quality gate on {source}")
+    if engine_errors:
+        print(f"no song at all (engine): {sum(engine_errors.values())} "
+              + ", ".join(f"{error}: {count}" for error, count in engine_errors.most_common()))
+    print(quality.report(verdicts))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billionsongs", description="Billion Songs: a song for every number.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -284,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_karaoke(sub)
     _add_serve(sub)
     _add_worker(sub)
+    _add_quality_report(sub)
     return parser
 
 

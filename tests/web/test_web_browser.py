@@ -49,7 +49,6 @@ def chromium():
 def site(live_server, settings, monkeypatch):
     # Playwright's sync API runs an event loop in this thread; the ORM calls below are still synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.FRESH_SONG_SHARE = 0.0  # "/" picks among written songs, so the test knows what it will see
     settings.WRITING_REFRESH_SECONDS = 1
     Song.objects.create(id=2026, title="Walking Home", lyrics=LYRICS, model="tiny", status=Status.DONE)
     SHOTS.mkdir(parents=True, exist_ok=True)

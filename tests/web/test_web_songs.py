@@ -102,7 +102,6 @@ def test_writing_page_keeps_fallback_in_its_refresh(client):
 def test_failed_song_is_404_or_redirects_to_a_random_song_on_request(client, make_song, settings):
     make_song(5, status=Status.FAILED, error="too long")
     make_song(6)
-    settings.FRESH_SONG_SHARE = 0.0
     assert client.get("/song/5/").status_code == 404
     response = client.get("/song/5/?fallback=random")
     assert response.status_code == 302
@@ -113,7 +112,6 @@ def test_failed_song_is_404_or_redirects_to_a_random_song_on_request(client, mak
 def test_hidden_song_is_404_and_never_picked(client, make_song, settings):
     make_song(1, hidden=True)
     make_song(2)
-    settings.FRESH_SONG_SHARE = 0.0
     assert client.get("/song/1/").status_code == 404
     assert client.get("/song/1/votes/").status_code == 404
     assert {client.get("/")["Location"] for _ in range(20)} == {"/song/2/"}
@@ -123,7 +121,6 @@ def test_random_redirect_is_never_cached_and_picks_written_songs(client, make_so
     make_song(10)
     make_song(11)
     make_song(12, status=Status.PENDING)
-    settings.FRESH_SONG_SHARE = 0.0
     locations = {client.get("/")["Location"] for _ in range(40)}
     assert locations == {"/song/10/", "/song/11/"}
     response = client.get("/")
@@ -132,7 +129,7 @@ def test_random_redirect_is_never_cached_and_picks_written_songs(client, make_so
 
 
 def test_random_new_id_carries_fallback_so_a_failure_never_shows_404(client, settings):
-    settings.FRESH_SONG_SHARE = 1.0
+    settings.PICK_WEIGHTS = {"fresh": 1.0}
     location = client.get("/")["Location"]
     assert location.startswith("/song/") and location.endswith("/?fallback=random")
     song_id = int(location.split("/")[2])
@@ -140,7 +137,6 @@ def test_random_new_id_carries_fallback_so_a_failure_never_shows_404(client, set
 
 
 def test_random_with_no_songs_at_all_still_redirects(client, settings):
-    settings.FRESH_SONG_SHARE = 0.0
     response = client.get("/")
     assert response.status_code == 302
     assert response["Location"].endswith("?fallback=random")

@@ -92,7 +92,7 @@ def test_worker_started_with_reset_all_finishes_orphaned_songs(make_song, tiny_m
 class Exploding:
     model_name = "exploding"
 
-    def generate(self, ids, batch_size=16):
+    def generate(self, ids, batch_size=16, on_token=None):
         raise RuntimeError("out of memory")
 
 

@@ -57,6 +57,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, processes: int = 1, thre
     if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("ALLOWED_HOSTS"):
         print(f"billionsongs serve: note: set ALLOWED_HOSTS to the name visitors use; on {host} only "
               "localhost names are accepted now", file=sys.stderr)
+    # Live-writing streams may hold at most a quarter of the request threads (see songs/stream.py).
+    os.environ.setdefault("BILLIONSONGS_STREAM_SLOTS", str(max(1, threads // 4)))
     migrate()
     worker = start_worker(batch_size, model) if run_worker else None
     try:

@@ -8,6 +8,9 @@ ALLOWED_HOSTS       comma-separated; default localhost names only
 CSRF_TRUSTED_ORIGINS comma-separated origins (https://example.org) when behind a proxy on another origin
 BILLIONSONGS_HTTPS  "1" when served over HTTPS: secure cookies, HSTS, trust X-Forwarded-Proto
 EMAIL_BACKEND       default: the console backend (password-reset mails are printed)
+BILLIONSONGS_QUEUE  "db" (default: workers poll the database) or "rq" (scale-out: RQ on REDIS_URL)
+REDIS_URL           Redis for the RQ queue, the pool and live text (default redis://127.0.0.1:6379/0)
+BILLIONSONGS_POOL_TARGET, _POOL_MAX_SHOWS, _PICK_WEIGHTS ...  see "Generation service" below
 """
 
 import os
@@ -147,13 +150,53 @@ if _flag("BILLIONSONGS_HTTPS"):
 SONG_CACHE_SECONDS = int(os.environ.get("BILLIONSONGS_SONG_CACHE_SECONDS", 86400))
 TOP_CACHE_SECONDS = int(os.environ.get("BILLIONSONGS_TOP_CACHE_SECONDS", 300))
 WRITING_REFRESH_SECONDS = int(os.environ.get("BILLIONSONGS_REFRESH_SECONDS", 3))
-# Share of random picks that are brand-new IDs rather than songs already written (0 … 1).
-FRESH_SONG_SHARE = float(os.environ.get("BILLIONSONGS_FRESH_SHARE", 0.5))
 WORKER_BATCH_SIZE = int(os.environ.get("BILLIONSONGS_BATCH_SIZE", 16))
 WORKER_POLL_SECONDS = float(os.environ.get("BILLIONSONGS_POLL_SECONDS", 0.5))
-# A "generating" row older than this is taken to belong to a dead worker and is queued again.
-WORKER_STALE_SECONDS = int(os.environ.get("BILLIONSONGS_STALE_SECONDS", 1800))
+# Lease on claimed songs: a worker renews it (heartbeat) while it writes; a "generating" row whose lease
+# is older than this belongs to a dead worker and is queued again by any other worker.
+WORKER_STALE_SECONDS = float(os.environ.get("BILLIONSONGS_STALE_SECONDS", 90))
 WORKER_MAX_ATTEMPTS = int(os.environ.get("BILLIONSONGS_MAX_ATTEMPTS", 3))
+# Idle workers look after the queue this often: re-queue expired leases, refill the pool, and (RQ mode)
+# pick up pending songs whose Redis message was lost.
+WORKER_TICK_SECONDS = float(os.environ.get("BILLIONSONGS_TICK_SECONDS", 5))
+# Longest a single RQ job (one batch) may run before RQ stops it and its songs are returned.
+WORKER_JOB_TIMEOUT = int(os.environ.get("BILLIONSONGS_JOB_TIMEOUT", 3600))
+# Optional "module:callable" building the generator from a model name (tests use a slowed-down one).
+WORKER_GENERATOR = os.environ.get("BILLIONSONGS_GENERATOR", "")
+
+# Generation service (issue 5). Embedded default: the queue is the database, polled by the worker
+# child of `serve`, and the pool lives in the database. Scale-out: BILLIONSONGS_QUEUE=rq + REDIS_URL:
+# the web enqueues RQ jobs that wake `billionsongs worker` processes, the pool and live text go through
+# Redis. Either way the Song table stays the source of truth for every song's state.
+QUEUE_BACKEND = os.environ.get("BILLIONSONGS_QUEUE", "db").strip().lower()
+if QUEUE_BACKEND not in ("db", "rq"):
+    raise ValueError(f"BILLIONSONGS_QUEUE must be 'db' or 'rq', not {QUEUE_BACKEND!r}")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_PREFIX = os.environ.get("BILLIONSONGS_REDIS_PREFIX", "billionsongs")
+RQ_QUEUE_NAME = os.environ.get("BILLIONSONGS_RQ_QUEUE", REDIS_PREFIX)
+POOL_BACKEND = os.environ.get("BILLIONSONGS_POOL", "redis" if QUEUE_BACKEND == "rq" else "db").strip().lower()
+if POOL_BACKEND not in ("db", "redis"):
+    raise ValueError(f"BILLIONSONGS_POOL must be 'db' or 'redis', not {POOL_BACKEND!r}")
+POOL_TARGET = int(os.environ.get("BILLIONSONGS_POOL_TARGET", 50_000))
+POOL_MAX_SHOWS = int(os.environ.get("BILLIONSONGS_POOL_MAX_SHOWS", 10))
+POOL_START_SHARE = float(os.environ.get("BILLIONSONGS_POOL_START_SHARE", 0.75))
+# Relative weights of where "/" takes a song from: the pool, the top-voted songs (weighted by score),
+# and brand-new IDs. An empty source falls through to the others, then to any written song.
+PICK_WEIGHTS = {name: float(weight) for name, _, weight in (
+    item.partition("=") for item in _list("BILLIONSONGS_PICK_WEIGHTS", "pool=3,top=1,fresh=0"))}
+TOP_PICK_SIZE = int(os.environ.get("BILLIONSONGS_TOP_PICK_SIZE", 200))
+# Quality gate for the pool (billionsongs.web.songs.quality).
+QUALITY_MIN_LINES = int(os.environ.get("BILLIONSONGS_QUALITY_MIN_LINES", 4))
+QUALITY_MAX_LINES = int(os.environ.get("BILLIONSONGS_QUALITY_MAX_LINES", 120))
+QUALITY_MIN_CHARS = int(os.environ.get("BILLIONSONGS_QUALITY_MIN_CHARS", 80))
+QUALITY_MAX_CHARS = int(os.environ.get("BILLIONSONGS_QUALITY_MAX_CHARS", 6000))
+QUALITY_MIN_DISTINCT_WORDS = float(os.environ.get("BILLIONSONGS_QUALITY_MIN_DISTINCT_WORDS", 0.25))
+# Live writing: the worker publishes a song's text at most this often; a stream (SSE) response lasts
+# at most STREAM_SECONDS (the browser reconnects) and at most STREAM_SLOTS run at once per web process,
+# so streams can never take every request thread.
+PROGRESS_SECONDS = float(os.environ.get("BILLIONSONGS_PROGRESS_SECONDS", 0.5))
+STREAM_SECONDS = float(os.environ.get("BILLIONSONGS_STREAM_SECONDS", 20))
+STREAM_SLOTS = int(os.environ.get("BILLIONSONGS_STREAM_SLOTS", 4))
 
 LOGGING = {
     "version": 1,

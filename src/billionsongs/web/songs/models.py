@@ -42,12 +42,19 @@ class Song(models.Model):
     claim = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # 0: a visitor is waiting for it; 1: written ahead for the pool (claimed after every visitor's song).
+    priority = models.PositiveSmallIntegerField(default=0)
+    # Quality gate verdict once written: "" passed (may enter the pool), else why not (still reachable by ID).
+    quality = models.CharField(max_length=40, blank=True)
+    # Live writing (embedded mode): the text so far and its token count, cleared once the song is stored.
+    partial = models.TextField(blank=True)
+    progress = models.PositiveIntegerField(default=0)
 
     objects = SongQuerySet.as_manager()
 
     class Meta:
         indexes = [
-            models.Index(fields=["status", "created"], name="song_queue"),
+            models.Index(fields=["status", "priority", "created"], name="song_queue"),
             models.Index(fields=["status", "hidden", "score"], name="song_chart"),
         ]
 
@@ -79,3 +86,13 @@ class Song(models.Model):
         """The first lines, for link previews (OpenGraph / Twitter descriptions)."""
         text = " / ".join(line.strip() for line in self.lyrics.splitlines() if line.strip())
         return text if len(text) <= max_chars else text[: max_chars - 1].rstrip() + "…"
+
+
+class PoolEntry(models.Model):
+    """A song in the pregenerated pool (database backend; the Redis backend keeps the same in a hash)."""
+
+    song = models.OneToOneField(Song, on_delete=models.CASCADE, primary_key=True, related_name="pool_entry")
+    shows = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.song_id} shown {self.shows}×"

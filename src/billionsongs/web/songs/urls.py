@@ -1,9 +1,10 @@
 from django.urls import path
 
-from billionsongs.web.songs import views
+from billionsongs.web.songs import stream, views
 
 urlpatterns = [
     path("", views.random_song, name="random"),
     path("song/<str:song_id>/", views.song_page, name="song"),
+    path("song/<str:song_id>/stream/", stream.song_stream, name="song-stream"),
     path("song/<str:song_id>/karaoke.mid", views.song_karaoke, name="song-karaoke"),
 ]

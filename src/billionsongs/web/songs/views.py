@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from billionsongs.ids import InvalidSongId, parse_song_id
+from billionsongs.web.songs import progress
 from billionsongs.web.songs.karaoke import karaoke_file, karaoke_verses
 from billionsongs.web.songs.models import Song, Status
 from billionsongs.web.songs.picking import random_song_id
@@ -73,9 +74,11 @@ def song_karaoke(request: HttpRequest, song_id: str) -> HttpResponse:
 
 
 def _writing_page(request: HttpRequest, song: Song) -> HttpResponse:
-    """"Being written" page that reloads itself (no JavaScript needed) until the song is ready."""
+    """"Being written" page: streams the text as it is written (writing.js, `stream.py`), and without
+    JavaScript reloads itself until the song is ready."""
     response = render(request, "songs/writing.html", {
         "song": song,
+        "live": progress.current(song),
         "refresh_seconds": settings.WRITING_REFRESH_SECONDS,
         "refresh_url": request.get_full_path(),
     })

@@ -1,10 +1,22 @@
 """The generation worker: takes pending songs from the queue and writes them in batches.
 
 Runs as its own process (`billionsongs worker`, or the child that `billionsongs serve` starts) so that
-generation never blocks a web request. The loop is deliberately plain — claim, generate, complete —
-so a scale-out deployment can drive `Worker.run_once` from a task queue instead of polling.
+generation never blocks a web request. `Worker.run_once` — claim up to B songs, write them in one
+batched run, store them — is the only way songs get written, in both deployments:
+
+- database queue (BILLIONSONGS_QUEUE=db, the embedded default): `run` polls the Song table;
+- RQ (BILLIONSONGS_QUEUE=rq): `run` starts an RQ worker whose jobs (`tasks.write_batch`, enqueued by
+  the web when a song is requested) call `run_once`; between jobs it sweeps the table every
+  WORKER_TICK_SECONDS, so a song whose Redis message was lost is still written.
+
+Reliability: claimed rows carry a lease that `run_once` renews while it writes (a heartbeat); a worker
+killed with SIGKILL stops renewing, and any other worker's `maintain` puts its songs back to pending
+after WORKER_STALE_SECONDS. SIGTERM finishes the batch; a second SIGTERM abandons it and returns the
+songs to the queue at once. Database and Redis errors are logged and retried with back-off on fresh
+connections.
 """
 
+import importlib
 import logging
 import os
 import signal
@@ -14,33 +26,53 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection, connections
 
 from billionsongs.web.songs import queue
+from billionsongs.web.songs.progress import Publisher
 
 log = logging.getLogger("billionsongs.worker")
+
+
+class Interrupted(BaseException):
+    """Raised inside a batch when the worker is told to stop at once (second SIGTERM)."""
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (DatabaseError,)
+    try:
+        import redis
+
+        errors += (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+    except ImportError:
+        pass
+    return errors
 
 
 class Worker:
     """One generator and the loop that feeds it from the queue.
 
-    `generator_factory(model)` must return an object with `generate(ids, batch_size=...)` and
-    `model_name`; by default the engine's `Generator`, built on first use so start-up stays fast.
+    `generator_factory(model)` must return an object with `generate(ids, batch_size=..., on_token=...)`,
+    `decode(tokens)` and `model_name`; by default the engine's `Generator`, built on first use.
     """
 
     def __init__(self, model: str | None = None, *, batch_size: int | None = None, poll_seconds: float | None = None,
                  stale_after: timedelta | None = None, reset_all_on_start: bool = False,
-                 parent_pid: int | None = None, generator_factory: Callable[[str | None], Any] | None = None):
+                 parent_pid: int | None = None, generator_factory: Callable[[str | None], Any] | None = None,
+                 refill_pool: bool = True):
         self.model = model
         self.batch_size = batch_size or settings.WORKER_BATCH_SIZE
         self.poll_seconds = settings.WORKER_POLL_SECONDS if poll_seconds is None else poll_seconds
         self.stale_after = stale_after or timedelta(seconds=settings.WORKER_STALE_SECONDS)
         self.reset_all_on_start = reset_all_on_start
         self.parent_pid = parent_pid
-        self.generator_factory = generator_factory or _engine_generator
+        self.generator_factory = generator_factory or _configured_factory()
+        self.refill_pool = refill_pool
         self.generator: Any = None
         self.stopping = False
+        self.abort = False
         self.written = 0
+        self.last_maintenance = 0.0
 
     def load(self) -> None:
         """Load the model now (raises the engine's ModelLoadError with a readable message)."""
@@ -48,6 +80,20 @@ class Worker:
             started = time.perf_counter()
             self.generator = self.generator_factory(self.model)
             log.info("model %s loaded in %.1f s", self.generator.model_name, time.perf_counter() - started)
+            max_tokens = self._max_tokens()
+            if max_tokens:
+                try:
+                    from django.core.cache import cache
+
+                    from billionsongs.web.songs.progress import MAX_TOKENS_KEY
+
+                    cache.set(MAX_TOKENS_KEY, max_tokens, None)
+                except Exception:  # noqa: BLE001 (only the progress bar needs it)
+                    pass
+
+    def _max_tokens(self) -> int | None:
+        length = getattr(self.generator, "max_length", None)
+        return length - 1 if isinstance(length, int) else None
 
     def run_once(self) -> int:
         """Claim one batch, write it and store it; returns how many songs it took (0: queue empty)."""
@@ -57,18 +103,82 @@ class Worker:
         try:
             self.load()
             started = time.perf_counter()
-            results = self.generator.generate(claim.ids, batch_size=self.batch_size)
+            beat = _Heartbeat(claim, self.stale_after.total_seconds() / 4)
+            decode = getattr(self.generator, "decode", lambda tokens: "")
+            publisher = Publisher(claim.ids, decode, self._max_tokens(), on_flush=beat)
+
+            def on_token(song_id: int, token_id: int) -> None:
+                if self.abort:
+                    raise Interrupted("worker stopped mid-batch")
+                publisher.token(song_id, token_id)
+
+            results = self.generator.generate(claim.ids, batch_size=self.batch_size, on_token=on_token)
         except BaseException:
-            queue.release(claim, settings.WORKER_MAX_ATTEMPTS)
+            try:
+                queue.release(claim, settings.WORKER_MAX_ATTEMPTS)
+            except Exception as exc:  # noqa: BLE001 (database away: the lease expires and another worker retries)
+                log.warning("could not return songs %s to the queue: %s", claim.ids, exc)
             raise
-        saved = queue.complete(claim, results)
+        saved = self._complete(claim, results)
         self.written += saved
         log.info("wrote %d songs in %.1f s (%s)", saved, time.perf_counter() - started,
                  ", ".join(f"{r.id}{' ' + r.error if r.error else ''}" for r in results))
         return len(claim.songs)
 
+    def _complete(self, claim: queue.Claim, results: list, attempts: int = 4) -> int:
+        """Store results, retrying on a broken connection: the batch is not thrown away for a blip."""
+        for attempt in range(attempts):
+            try:
+                return queue.complete(claim, results)
+            except DatabaseError as exc:
+                if attempt == attempts - 1 or connection.in_atomic_block:
+                    raise
+                log.warning("storing songs failed (%s); reconnecting", exc)
+                connections.close_all()
+                time.sleep(2**attempt)
+        return 0
+
+    def maintain(self, *, force: bool = False) -> int:
+        """Housekeeping between batches (at most every WORKER_TICK_SECONDS): re-queue songs whose lease
+        expired, and queue fresh IDs when the pool is below target. Returns songs it queued."""
+        if not force and time.monotonic() - self.last_maintenance < settings.WORKER_TICK_SECONDS:
+            return 0
+        self.last_maintenance = time.monotonic()
+        queued = queue.reset_stale(self.stale_after)
+        if queued:
+            log.info("re-queued %d songs whose worker stopped renewing its lease", queued)
+        if self.refill_pool and settings.POOL_TARGET > 0 and not queue.pending():
+            from billionsongs.web.songs.pool import get_pool
+
+            if get_pool().deficit() > 0:
+                queued += queue.enqueue_fresh(self.batch_size)
+        return queued
+
+    def start(self) -> bool:
+        """Load the model, re-queue orphans and warm the pool; False (logged) if the model cannot load."""
+        try:
+            self.load()
+        except Exception as exc:  # a missing or corrupt model: say so once instead of failing every batch
+            log.error("worker cannot start: %s", exc)
+            return False
+        reset = queue.reset_stale(None if self.reset_all_on_start else self.stale_after)
+        if reset:
+            log.info("re-queued %d songs left unfinished by a previous worker", reset)
+        if self.refill_pool and settings.POOL_TARGET > 0:
+            try:
+                from billionsongs.web.songs.pool import warm
+
+                warm()
+            except Exception as exc:  # noqa: BLE001 (Redis away: the pool fills as songs are written)
+                log.warning("could not load the pool: %s", exc)
+        return True
+
     def run(self, *, until_empty: bool = False) -> int:
-        """Poll the queue until stopped (SIGTERM/SIGINT finish the current batch first); returns an exit code."""
+        """Work until stopped (SIGTERM/SIGINT finish the current batch first); returns an exit code."""
+        if settings.QUEUE_BACKEND == "rq" and not until_empty:
+            from billionsongs.web.songs.tasks import run_rq_worker
+
+            return run_rq_worker(self)
         previous = self._install_signal_handlers()
         try:
             return self._loop(until_empty)
@@ -77,15 +187,9 @@ class Worker:
                 signal.signal(signum, handler)
 
     def _loop(self, until_empty: bool) -> int:
-        try:
-            self.load()
-        except Exception as exc:  # a missing or corrupt model: say so once instead of failing every batch
-            log.error("worker cannot start: %s", exc)
+        if not self._with_retries(self.start):
             return 1
-        reset = queue.reset_stale(None if self.reset_all_on_start else self.stale_after)
-        if reset:
-            log.info("re-queued %d songs left unfinished by a previous worker", reset)
-        last_stale_check = time.monotonic()
+        backoff = 1.0
         while not self.stopping:
             if self._parent_gone():
                 log.info("parent process exited; worker stopping")
@@ -94,21 +198,55 @@ class Worker:
                 close_old_connections()  # drop connections that are too old or broken, so the loop reconnects
             try:
                 took = self.run_once()
+                if not took and not until_empty:
+                    took = self.maintain()
+                backoff = 1.0
+            except Interrupted:
+                log.info("stopped mid-batch; its songs were returned to the queue")
+                break
+            except _connection_errors() as exc:
+                log.warning("lost the database or Redis (%s); reconnecting in %.0f s", exc, backoff)
+                self._disconnect()
+                self._sleep(backoff)
+                backoff = min(30.0, backoff * 2)
+                continue
             except Exception:
                 log.exception("batch failed; its songs were returned to the queue")
                 took = 0
-                time.sleep(min(30.0, max(1.0, self.poll_seconds * 10)))
+                self._sleep(min(30.0, max(1.0, self.poll_seconds * 10)))
             if took:
                 continue
             if until_empty:
                 break
-            if time.monotonic() - last_stale_check > 60:
-                queue.reset_stale(self.stale_after)
-                last_stale_check = time.monotonic()
-            time.sleep(self.poll_seconds)
+            self._sleep(self.poll_seconds)
         return 0
 
+    def _with_retries(self, step: Callable[[], bool]) -> bool:
+        backoff = 1.0
+        while True:
+            try:
+                return step()
+            except _connection_errors() as exc:
+                if self.stopping:
+                    return False
+                log.warning("database or Redis unreachable at start (%s); retrying in %.0f s", exc, backoff)
+                self._disconnect()
+                self._sleep(backoff)
+                backoff = min(30.0, backoff * 2)
+
+    def _disconnect(self) -> None:
+        if not connection.in_atomic_block:
+            connections.close_all()
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.5))
+
     def stop(self, *_: object) -> None:
+        """First call: finish the current batch, then stop. Second: abandon the batch (songs go back)."""
+        if self.stopping:
+            self.abort = True
         self.stopping = True
 
     def _install_signal_handlers(self) -> dict:
@@ -122,6 +260,27 @@ class Worker:
 
     def _parent_gone(self) -> bool:
         return self.parent_pid is not None and os.getppid() != self.parent_pid
+
+
+class _Heartbeat:
+    """Renews a claim's lease from the token callback, at most every `every` seconds."""
+
+    def __init__(self, claim: queue.Claim, every: float):
+        self.claim = claim
+        self.every = max(0.2, every)
+        self.last = time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            queue.heartbeat(self.claim)
+
+
+def _configured_factory() -> Callable[[str | None], Any]:
+    if settings.WORKER_GENERATOR:
+        module, _, name = settings.WORKER_GENERATOR.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return _engine_generator
 
 
 def _engine_generator(model: str | None) -> Any:
