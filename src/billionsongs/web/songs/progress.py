@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from billionsongs.web.songs.models import Song, Status
 
@@ -120,6 +120,12 @@ def events(song_id: int, seconds: float) -> Iterator[tuple[str, dict]]:
         yield from _db_events(song_id, deadline)
 
 
+def _refresh_connection() -> None:
+    """Long-lived stream loops drop broken connections between reads (not inside a transaction)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 def _status(song_id: int) -> tuple[str | None, Song | None]:
     song = Song.objects.filter(pk=song_id).only("status", "partial", "progress", "hidden").first()
     return (song.status if song else None), song
@@ -136,7 +142,7 @@ def _final(status: str | None) -> tuple[str, dict] | None:
 def _db_events(song_id: int, deadline: float) -> Iterator[tuple[str, dict]]:
     last = -1
     while True:
-        close_old_connections()
+        _refresh_connection()
         status, song = _status(song_id)
         if (final := _final(status)) is not None:
             yield final
@@ -174,7 +180,7 @@ def _redis_events(song_id: int, deadline: float) -> Iterator[tuple[str, dict]]:
                 yield "progress", data
             elif time.monotonic() - checked > 5:  # a missed "done" (Redis hiccup) is caught from the DB
                 checked = time.monotonic()
-                close_old_connections()
+                _refresh_connection()
                 status, _ = _status(song_id)
                 if (final := _final(status)) is not None:
                     yield final

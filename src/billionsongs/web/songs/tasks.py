@@ -53,8 +53,11 @@ def run_rq_worker(worker) -> int:
                 _sweep(worker)
 
     _worker = worker
+    worker._install_signal_handlers()  # SIGTERM while loading the model: stop before taking any job
     if not worker._with_retries(worker.start):
-        return 1
+        return 0 if worker.stopping else 1
+    if worker.stopping:
+        return 0
     rq_worker = SweepingWorker([rq_queue()], connection=redis_client())
     log.info("RQ worker %s listening on queue %r", rq_worker.name, settings.RQ_QUEUE_NAME)
     rq_worker.work(logging_level=logging.getLevelName(log.getEffectiveLevel()))
