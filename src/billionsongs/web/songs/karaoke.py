@@ -10,7 +10,7 @@ import logging
 from django.utils.safestring import SafeString, mark_safe
 
 from billionsongs.music import karaoke_bytes, karaoke_markup
-from billionsongs.web.songs.models import Song
+from billionsongs.web.songs.models import Song, group_verses
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,7 @@ def karaoke_verses(song: Song) -> list[list[SafeString]] | None:
     if len(marked) != len(lines):
         log.error("karaoke markup for song %s has %d lines, the lyrics %d", song.id, len(marked), len(lines))
         return None
-    verses, current = [], []
-    for raw, line in zip(lines, marked, strict=True):
-        if raw.strip():
-            current.append(mark_safe(line))  # karaoke_markup escapes the lyrics itself
-        elif current:
-            verses.append(current)
-            current = []
-    if current:
-        verses.append(current)
-    return verses
+    return group_verses(lines, [mark_safe(line) for line in marked])  # karaoke_markup escapes the lyrics itself
 
 
 def karaoke_file(song: Song) -> bytes | None:

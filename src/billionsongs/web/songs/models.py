@@ -3,6 +3,20 @@
 from django.db import models
 
 
+def group_verses(lines: list[str], shown: list) -> list[list]:
+    """`shown[i]` (how line i is displayed) grouped into verses at the blank lines of `lines`."""
+    verses, current = [], []
+    for line, item in zip(lines, shown, strict=True):
+        if line.strip():
+            current.append(item)
+        elif current:
+            verses.append(current)
+            current = []
+    if current:
+        verses.append(current)
+    return verses
+
+
 class Status(models.TextChoices):
     PENDING = "pending", "waiting to be written"
     GENERATING = "generating", "being written"
@@ -71,16 +85,8 @@ class Song(models.Model):
 
     def verses(self) -> list[list[str]]:
         """Lyrics as verses (blank-line separated) of lines, for markup that keeps the song's shape."""
-        verses, current = [], []
-        for line in self.lyrics.splitlines():
-            if line.strip():
-                current.append(line.rstrip())
-            elif current:
-                verses.append(current)
-                current = []
-        if current:
-            verses.append(current)
-        return verses
+        lines = self.lyrics.splitlines()
+        return group_verses(lines, [line.rstrip() for line in lines])
 
     def summary(self, max_chars: int = 160) -> str:
         """The first lines, for link previews (OpenGraph / Twitter descriptions)."""
