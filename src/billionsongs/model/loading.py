@@ -71,10 +71,10 @@ def resolve_model_path(name_or_path: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
+    if path == BUNDLED_MODEL_DIR:
+        raise ModelLoadError(f"the bundled model is missing from {BUNDLED_MODEL_DIR}; pass --model FOLDER")
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelLoadError(f"model folder not found: {name_or_path}")
-    if Path(name_or_path) == BUNDLED_MODEL_DIR:
-        raise ModelLoadError(f"the bundled model is missing from {BUNDLED_MODEL_DIR}; pass --model FOLDER")
     return _download_from_hub(name_or_path)
 
 
