@@ -97,3 +97,13 @@ def test_malformed_csv_fails_train_with_file_and_line(tmp_path, capsys):
     bad.write_text('song,text\nok,"a\nb"\nx,"bad "quote""\n', encoding="utf-8")
     assert main(["train", str(bad), "--run", "r", "--runs-dir", str(tmp_path), "--base", "fresh:tiny"]) == 1
     assert "bad.csv:4: malformed CSV" in capsys.readouterr().err
+
+
+def test_copied_runs_counts_verbatim_runs_and_can_ignore_vocables():
+    from billionsongs.training.evaluate import copied_runs
+
+    training = ["one two three four five six seven eight nine ten eleven twelve thirteen", "oh " * 20]
+    generated = ["zero one two three four five six seven eight nine ten eleven twelve", "oh " * 14, "fresh words"]
+    assert copied_runs(generated, training) == round(2 / 3, 4)
+    assert copied_runs(generated, training, min_distinct=3) == round(1 / 3, 4)
+    assert copied_runs(["one two three four five six seven eight nine ten eleven"], training) == 0.0

@@ -1,6 +1,7 @@
 """Turning a training run into a Hugging Face GPT-2 folder that `generate --model DIR` loads."""
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -22,8 +23,10 @@ def export_run(run_dir: Path, out: Path, eval_results: dict | None = None) -> Pa
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     (out / "tokenizer.json").write_text(state["tokenizer"], encoding="utf-8")
-    for leftover in ("generation_config.json",):
-        (out / leftover).unlink(missing_ok=True)
+    (out / "generation_config.json").unlink(missing_ok=True)
+    (out / "model.safetensors").chmod(0o644)
+    if (run_dir / "loss.png").is_file():
+        shutil.copyfile(run_dir / "loss.png", out / "loss.png")
     songs = Generator(load_model(str(out))).generate(CARD_SAMPLE_IDS, batch_size=len(CARD_SAMPLE_IDS))
     (out / "README.md").write_text(model_card(state, songs, eval_results), encoding="utf-8")
     return out
@@ -47,7 +50,7 @@ def model_card(state: dict, songs: list, eval_results: dict | None) -> str:
         f"vocabulary {cfg['vocab_size']} (byte-level BPE trained on the data); {params / 1e6:.2f}M parameters.", "",
         "## Training", "",
         f"- Command: `{command}` (resumed with `--checkpoint latest` as needed)",
-        f"- Steps: {state['step']}; tokens seen: {state['tokens_seen']:,}",
+        f"- Steps: {state['step']}; tokens seen: {state['tokens_seen']:,}; training and validation loss: `loss.png`",
         *[f"- Data: `{Path(name).name}` sha256 `{digest}`" for name, digest in state.get("data_sha256", {}).items()],
         "",
     ]
