@@ -128,3 +128,13 @@ def test_json_output_fields(tiny_model_dir):
     record = json.loads(result.stdout)
     assert set(record) >= {"id", "title", "lyrics", "model", "tokens", "error"}
     assert record["id"] == 5
+
+
+def test_bundled_model_is_the_default_and_writes_lyrics(monkeypatch):
+    monkeypatch.delenv("BILLIONSONGS_MODEL", raising=False)
+    generator = Generator()
+    assert generator.model_name == "bundled"
+    songs = generator.generate([0, 1, 2, 3], batch_size=4)
+    written = [s for s in songs if s.error is None]
+    assert len(written) >= 3
+    assert all(s.title and len(s.lyrics.splitlines()) >= 4 for s in written)
