@@ -319,7 +319,7 @@ def machine() -> str:
     flags = set(info.get("Flags", "").split())
     isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "none listed"
     return (f"{info.get('Model name', platform.processor() or 'unknown CPU')}, {os.cpu_count()} CPUs "
-            f"({isa}), torch {torch.__version__} with {torch.get_num_threads()} threads")
+            f"({isa}), torch {torch.__version__}, torch threads: {torch.get_num_threads()}")
 
 
 def engine_version() -> str:
@@ -465,6 +465,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     started, own = cpu_jiffies(), sum(os.times()[:4])
     load_before = os.getloadavg()[0]
+    version = engine_version()  # now: the code imported is what is measured, even if the tree changes mid-run
     when = dt.datetime.now(dt.UTC)
     probes = {device: run_probe(args.dtypes, device, args.quick) for device in args.devices}
     rows: list[Row] = []
@@ -491,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
                 + profile_generation(models["GPT-2 124M shape"], d, b, k) + "```"
                 for d in args.dtypes for b in (1, 32))
     share = others_share(started, own)
-    report = render(args, when, probes, rows, naturals, share, load_before, profiles)
+    report = render(args, when, version, probes, rows, naturals, share, load_before, profiles)
     print(report)
     if not args.no_append:
         if not args.results.exists():
@@ -505,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"plot saved to {args.plot}", file=sys.stderr)
 
 
-def render(args, when, probes, rows, naturals, share, load_before, profiles) -> str:
+def render(args, when, version, probes, rows, naturals, share, load_before, profiles) -> str:
     cuda = (f"yes ({torch.cuda.get_device_name()}; our engine is CPU-only, so its cells read n/a there)"
             if "cuda" in args.devices else "no (torch.cuda.is_available() is False)")
     busy = ("unknown" if share is None else
@@ -521,7 +522,7 @@ def render(args, when, probes, rows, naturals, share, load_before, profiles) -> 
         "",
         f"- command: `{shlex.join(args.argv)}`",
         f"- machine: {machine()}; CUDA used: {cuda}",
-        f"- engine: {engine_version()}",
+        f"- engine: {version}",
         f"- other load: {busy} (1-min load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end)",
         *probe_lines,
         *([f"- note: {args.note}"] if args.note else []),
