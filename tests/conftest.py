@@ -21,8 +21,11 @@ Oh oh, take me home
 """
 
 
-def build_tiny_model(folder: Path, *, n_positions: int = 64, seed: int = 0) -> Path:
-    """A GPT-2-format folder (config.json, model.safetensors, tokenizer.json) with random weights."""
+def build_tiny_model(folder: Path, *, n_positions: int = 64, seed: int = 0, n_embd: int = 32, n_head: int = 2) -> Path:
+    """A GPT-2-format folder (config.json, model.safetensors, tokenizer.json) with random weights.
+
+    `n_embd=768, n_head=12` gives GPT-2's layer width, where BLAS picks the kernels the real model meets.
+    """
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -33,8 +36,8 @@ def build_tiny_model(folder: Path, *, n_positions: int = 64, seed: int = 0) -> P
                                   special_tokens=["<|endoftext|>"], show_progress=False)
     tokenizer.save(str(folder / "tokenizer.json"))
     eot = tokenizer.token_to_id("<|endoftext|>")
-    config = GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_positions=n_positions, n_embd=32, n_layer=2,
-                        n_head=2, bos_token_id=eot, eos_token_id=eot)
+    config = GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_positions=n_positions, n_embd=n_embd, n_layer=2,
+                        n_head=n_head, bos_token_id=eot, eos_token_id=eot)
     torch.manual_seed(seed)
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder

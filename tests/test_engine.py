@@ -14,9 +14,10 @@ from billionsongs.model.loading import load_model
 from billionsongs.model.rng import uniforms
 
 
-@pytest.fixture(scope="module")
-def generator(tiny_model_dir):
-    return Generator(str(tiny_model_dir))
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def generator(tiny_model_dir, request):
+    """Every determinism test runs in both dtypes: each is a supported way to run the engine."""
+    return Generator(str(tiny_model_dir), dtype=request.param)
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -48,6 +49,27 @@ def test_same_id_alone_equals_inside_any_batch(generator):
         mixed = others[:batch_size // 2] + ids[::-1] + others[batch_size // 2:]
         songs = {s.id: s.as_dict() for s in generator.generate(mixed, batch_size=batch_size)}
         assert all(songs[i] == alone[i] for i in ids), f"batch {batch_size} changed a song"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_rows_ignore_their_batch_at_gpt2_width(tmp_path_factory, dtype):
+    """The tiny fixture's 32-wide layers never reach the GEMM kernels GPT-2's 768/3072 layers do."""
+    from conftest import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("wide-model"), n_positions=128, n_embd=768, n_head=12)
+    generator = Generator(str(folder), dtype=dtype, max_tokens=80)
+    captured: dict[int, list[int]] = {}
+
+    def record(song_id: int, token: int) -> None:
+        captured.setdefault(song_id, []).append(token)
+
+    ids = list(range(8))
+    for song_id in ids:
+        generator.generate([song_id], batch_size=1, on_token=record)
+    alone, captured = captured, {}
+    generator.generate([10**9 + k for k in range(6)] + ids + [10**9 + k for k in range(6, 12)], batch_size=16,
+                       on_token=record)
+    assert {i: captured[i] for i in ids} == alone
 
 
 def test_thread_count_and_prior_calls_do_not_matter(generator):

@@ -1,0 +1,52 @@
+"""Row-invariant linear kernels: the probe must reject kernels whose rows see their batch."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from billionsongs.model.linear import GEMM, LinearKernel, choose_kernel, is_row_invariant
+
+
+def _weight(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return (0.02 * torch.randn(768, 3072, generator=gen)).to(dtype), torch.zeros(768, dtype=dtype)
+
+
+def test_probe_rejects_a_kernel_whose_rows_depend_on_batch_height():
+    weight, bias = _weight(torch.float32)
+    leaky = LinearKernel("leaky", lambda w: w, lambda x, w, b: F.linear(x, w, b) + 1e-3 * x.shape[0])
+    assert not is_row_invariant(leaky, weight, bias)
+
+
+def test_probe_rejects_a_kernel_that_fails_on_this_build():
+    def broken(x, w, b):
+        raise RuntimeError("not supported on this CPU")
+
+    assert not is_row_invariant(LinearKernel("broken", lambda w: w, broken), *_weight(torch.float32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_chosen_kernel_gives_each_row_its_own_answer(dtype):
+    weight, bias = _weight(dtype)
+    kernel = choose_kernel([(weight, bias)])
+    packed = kernel.pack(weight)
+    x = F.gelu(torch.randn(40, 3072, generator=torch.Generator().manual_seed(1))).to(dtype)
+    alone = torch.cat([kernel.apply(row, packed, bias) for row in x.split(1)])
+    for rows in (2, 5, 16, 40):
+        assert torch.equal(kernel.apply(x[:rows], packed, bias), alone[:rows])
+    torch.testing.assert_close(alone.float(), F.linear(x, weight, bias).float(), rtol=2e-2, atol=2e-2)
+
+
+def test_single_row_is_sent_as_two(monkeypatch):
+    """A one-row call must not reach the backend's one-row kernel (it rounds differently)."""
+    heights = []
+    real_linear = F.linear
+
+    def spy(x, w, b=None):
+        heights.append(x.shape[0])
+        return real_linear(x, w, b)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    weight, bias = _weight(torch.float32)
+    out = GEMM.apply(torch.randn(1, 3072), weight, bias)
+    assert heights == [2] and out.shape == (1, 768)
