@@ -32,13 +32,13 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus cut-off in (0, 1] (default 1.0 = off)")
     p.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="stop a song after N tokens and record it as 'too long' (default: the model's context)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="compute precision (default float32); songs differ between precisions")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=None,
+                   help="compute precision (default $BILLIONSONGS_DTYPE, else auto: bfloat16 where the CPU or "
+                        "GPU has native bf16, float32 elsewhere); songs differ between precisions")
     p.set_defaults(func=_run_generate)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    import torch
 
     from billionsongs.model.generate import Generator
     from billionsongs.model.loading import ModelLoadError
@@ -49,7 +49,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         return 2
     try:
         settings = SamplingSettings(args.temperature, args.top_k, args.top_p)
-        generator = Generator(args.model, dtype=getattr(torch, args.dtype), settings=settings,
+        generator = Generator(args.model, dtype=args.dtype, settings=settings,
                               max_tokens=args.max_tokens)
     except (ModelLoadError, ValueError) as exc:
         print(f"billionsongs generate: error: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ import torch
 from billionsongs.lyrics.document import derive_title, split_document
 from billionsongs.model.gpt import GPT2
 from billionsongs.model.loading import LoadedModel, load_model
+from billionsongs.model.precision import resolve_dtype
 from billionsongs.model.rng import uniforms
 from billionsongs.model.sampling import SamplingSettings, sample
 
@@ -63,9 +64,12 @@ class GenerationStats:
 class Generator:
     """Holds one loaded model and writes songs for IDs."""
 
-    def __init__(self, model: LoadedModel | str | None = None, *, dtype: torch.dtype = torch.float32,
+    def __init__(self, model: LoadedModel | str | None = None, *, dtype: torch.dtype | str | None = None,
                  settings: SamplingSettings | None = None, max_tokens: int | None = None):
+        """`dtype`: a torch dtype or a `precision.resolve_dtype` name; default $BILLIONSONGS_DTYPE or auto."""
         self.loaded = model if isinstance(model, LoadedModel) else load_model(model)
+        if not isinstance(dtype, torch.dtype):
+            dtype = resolve_dtype(dtype)
         self.gpt = GPT2(self.loaded.config, self.loaded.state_dict, dtype=dtype)
         self.settings = settings or SamplingSettings()
         limit = self.loaded.config.n_positions

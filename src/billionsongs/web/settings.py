@@ -10,6 +10,8 @@ BILLIONSONGS_HTTPS  "1" when served over HTTPS: secure cookies, HSTS, trust X-Fo
 EMAIL_BACKEND       default: the console backend (password-reset mails are printed)
 BILLIONSONGS_QUEUE  "db" (default: workers poll the database) or "rq" (scale-out: RQ on REDIS_URL)
 REDIS_URL           Redis for the RQ queue, the pool and live text (default redis://127.0.0.1:6379/0)
+BILLIONSONGS_MODEL  the workers' model folder or hub name (default: the bundled model)
+BILLIONSONGS_DTYPE  auto (default: bf16 where the hardware has it), float32 or bfloat16; set it on mixed fleets
 BILLIONSONGS_POOL_TARGET, _POOL_MAX_SHOWS, _PICK_WEIGHTS ...  see "Generation service" below
 """
 
