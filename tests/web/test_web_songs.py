@@ -146,7 +146,16 @@ def test_post_to_song_page_is_refused(client, song):
     assert client.post("/song/42/").status_code == 405
 
 
+def test_written_page_is_served_from_the_cache_without_queries(client, song, django_assert_num_queries):
+    first = client.get("/song/42/")
+    with django_assert_num_queries(0):
+        again = client.get("/song/42/")
+    assert again.status_code == 200 and again.content == first.content
+    assert "max-age=86400" in again["Cache-Control"] and again["ETag"]
+
+
 def test_admin_can_hide_a_song(admin_client, client, song):
+    assert client.get("/song/42/").status_code == 200  # now in the page cache
     response = admin_client.post(reverse("admin:songs_song_changelist"),
                                  {"action": "hide", "_selected_action": ["42"]})
     assert response.status_code == 302
