@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint install browser
+.PHONY: run test bench lint install browser wrk
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -25,12 +25,20 @@ browser:
 run: $(STAMP)
 	$(BIN)/billionsongs serve
 
-test: $(STAMP) browser
+test: $(STAMP) browser wrk
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/generation.py
+# Debian's wrk, the load generator of benchmarks/web.py.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "install Debian's wrk (sudo apt-get install wrk)"; exit 1; fi; }
+
+# Each benchmark appends its results to benchmarks/RESULTS.md and redraws its plot.
+bench: $(STAMP) wrk
+	$(BIN)/python benchmarks/generation.py --profile
+	$(BIN)/python benchmarks/web.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -37,6 +37,7 @@ import torch
 
 import billionsongs.model.generate as engine
 from billionsongs.model.generate import Generator
+from billionsongs.model.linear import ONEDNN_PACKED, packed_kernel_available
 from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
 
 HERE = Path(__file__).resolve().parent
@@ -136,7 +137,8 @@ class Probe:
 
 
 def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
-    """GEMM of GPT-2's MLP shape (2048×768 @ 768×3072) for peak FLOP/s; a 256 MiB sum/copy for bandwidth."""
+    """GEMM of GPT-2's MLP shape (2048×768 @ 768×3072) for peak FLOP/s, plain `@` or the engine's prepacked
+    oneDNN kernel, whichever is faster; a 256 MiB sum/copy for bandwidth."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     flops = {}
     m, k, n = 2048, 768, 3072
@@ -145,6 +147,11 @@ def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
         b = torch.randn(k, n, device=device).to(DTYPES[name])
         iters = 2 if quick else 10
         seconds = best_seconds(lambda a=a, b=b, iters=iters: [a @ b for _ in range(iters)], 3, sync)
+        if device == "cpu" and packed_kernel_available(DTYPES[name]):
+            # The engine's own kernel can beat plain `@` (prepacked weights): the ceiling is the faster of both.
+            w = ONEDNN_PACKED.pack(b.t().contiguous())
+            seconds = min(seconds, best_seconds(
+                lambda a=a, w=w, iters=iters: [ONEDNN_PACKED.apply(a, w, None) for _ in range(iters)], 3, sync))
         flops[name] = 2 * m * k * n * iters / seconds
     x = torch.ones((16 if quick else 64) * 2**20, device=device)  # float32
     y = torch.empty_like(x)
@@ -187,17 +194,19 @@ def no_end_of_text(eot: int) -> Iterator[None]:
         engine.sample = original
 
 
-def time_ours(gen: Generator, rows: int, new_tokens: int) -> float:
-    """Seconds for one batch of `rows` songs of exactly `new_tokens` tokens each."""
+def time_ours(gen: Generator, rows: int, new_tokens: int) -> tuple[float, tuple[int, ...]]:
+    """Seconds for one batch of `rows` songs of exactly `new_tokens` tokens each, and song 0's tokens
+    (the same at every batch size if the engine is batch-invariant on this model and machine)."""
     before = gen.stats.tokens
+    song0: list[int] = []
     start = time.perf_counter()
     with no_end_of_text(gen.loaded.eot_id):
-        gen.generate(range(rows), batch_size=rows)
+        gen.generate(range(rows), batch_size=rows, on_token=lambda i, t: i == 0 and song0.append(t))
     seconds = time.perf_counter() - start
     if gen.stats.tokens - before != rows * new_tokens:
         raise RuntimeError(f"expected {rows * new_tokens} tokens, got {gen.stats.tokens - before}: "
                            "fixed-length forcing no longer works (did generate.py stop calling `sample`?)")
-    return seconds
+    return seconds, tuple(song0)
 
 
 def time_hf(model, eot: int, rows: int, new_tokens: int, device: str) -> float:
@@ -225,6 +234,7 @@ class Row:
     hf: float
     ours: dict[str, float] = field(default_factory=dict)  # dtype -> tokens/s
     ceiling: dict[str, float] = field(default_factory=dict)
+    invariant: dict[str, bool] = field(default_factory=dict)  # dtype -> song 0 equals its batch-1 self
 
 
 def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[str, Probe]) -> list[Row]:
@@ -241,15 +251,19 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[
         # Our engine allocates its weights, cache and draws on the CPU: it has no device option yet.
         gens = {} if device != "cpu" else {d: Generator(str(folder), dtype=DTYPES[d], max_tokens=n)
                                            for d in args.dtypes}
+        reference: dict[str, tuple[int, ...]] = {}  # dtype -> song 0 at the first batch size
         for batch in args.batches:
             best = {"hf": math.inf} | dict.fromkeys(gens, math.inf)
+            invariant = dict.fromkeys(gens, True)
             for _ in range(args.repeats):  # interleaved, so a noisy moment hits every engine alike
                 best["hf"] = min(best["hf"], time_hf(hf, shape.eot, batch, n, device))
                 for d, gen in gens.items():
-                    best[d] = min(best[d], time_ours(gen, batch, n))
+                    seconds, song0 = time_ours(gen, batch, n)
+                    best[d] = min(best[d], seconds)
+                    invariant[d] &= reference.setdefault(d, song0) == song0
             tps = {k: batch * n / v for k, v in best.items()}
             row = Row(name, device, batch, tps.pop("hf"), tps,
-                      {d: ceiling(shape, probes[device], d, batch, n) for d in args.dtypes})
+                      {d: ceiling(shape, probes[device], d, batch, n) for d in args.dtypes}, invariant)
             rows.append(row)
             print(f"  {name} {device} batch {batch}: generate() {row.hf:.0f} tok/s, "
                   + ", ".join(f"ours {SHORT[d]} {v:.0f}" for d, v in row.ours.items()), file=sys.stderr)
@@ -373,6 +387,14 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
         cells += ["/".join(fmt(r.ceiling[d]) for d in dtypes), fmt(best / n * 60) if best else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def invariance_summary(rows: list[Row]) -> str:
+    broken = [f"{r.model} {SHORT[d]} batch {r.batch}" for r in rows for d, ok in r.invariant.items() if not ok]
+    if broken:
+        return "**song 0 changed with batch size** in " + ", ".join(broken)
+    return ("song 0 of every model came out token-identical at every batch size, in every dtype "
+            "(checked on each timed run)")
 
 
 def natural_table(results: list[Natural]) -> str:
@@ -528,6 +550,7 @@ def render(args, when, version, probes, rows, naturals, share, load_before, prof
         *([f"- note: {args.note}"] if args.note else []),
         f"- fixed length: {args.new_tokens} new tokens per song (end-of-text masked in both engines), top-k 40, "
         f"best of {args.repeats}; ceiling = min(GEMM peak ÷ FLOP/token, batch × read bandwidth ÷ bytes/step)",
+        f"- batch invariance: {invariance_summary(rows)}",
         "",
         table(rows, args.dtypes, args.new_tokens),
         "",

@@ -1,13 +1,18 @@
-"""Keeps benchmarks/generation.py from rotting: its quick mode must run and print its tables.
+"""Keeps the benchmarks from rotting: their quick modes must run and print their tables.
 
 Timings are not asserted: this machine is shared and noisy, and speed is the benchmark's report, not a test.
 """
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generation.py"
+import pytest
+from conftest import ON_CI
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "generation.py"
 
 
 def test_quick_benchmark_prints_tables(tmp_path):
@@ -20,4 +25,20 @@ def test_quick_benchmark_prints_tables(tmp_path):
     rows = [line for line in out.splitlines() if line.startswith("| tiny (fixture) | cpu |")]
     assert [row.split(" | ")[2] for row in rows] == ["1", "8"]
     assert "row utilisation" in out and "ceiling probe (cpu)" in out
+    assert "token-identical at every batch size" in out
     assert plot.stat().st_size > 0
+
+
+def test_web_benchmark_runs_against_the_real_server(tmp_path):
+    if not shutil.which("wrk"):
+        if ON_CI:
+            pytest.fail("wrk missing on CI: `make test` installs Debian's wrk")
+        pytest.skip("wrk not installed (make test installs it)")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "web.py"), "--no-append", "--duration", "1",
+                           "--concurrency", "4"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert {"static file (granian)", "cache_page probe", "stored song page", "random redirect", "vote widget",
+            "stored song page, stream open"} <= rows
+    assert "errors)" not in done.stdout  # every response was a 2xx/3xx
+    assert "SSE lines received" in done.stdout

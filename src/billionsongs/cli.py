@@ -227,7 +227,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "(WSGI). Data lives in $BILLIONSONGS_HOME (SQLite) unless DATABASE_URL names a PostgreSQL database."))
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    p.add_argument("--processes", type=int, default=1, metavar="N", help="web server processes (default 1)")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="web server processes (default: one per CPU core; Python runs one request at a time "
+                        "per process, so this is what scales requests/s)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="request threads per process (default 2 per CPU core, at most 16)")
     p.add_argument("--no-worker", action="store_true",

@@ -75,6 +75,9 @@ def test_serve_uses_granian_and_serves_static_files(site):
     assert status == 200
     assert "prefers-color-scheme" in body
     assert headers.get("server", headers.get("Server")) == "granian"
+    # granian's own static handler answered (WhiteNoise would say max-age=60), from the collected folder.
+    assert "max-age=3600" in {k.lower(): v for k, v in headers.items()}.get("cache-control", "")
+    assert (home / "static" / "billionsongs" / "site.css").exists()
     assert (home / "db.sqlite3").exists()  # migrations ran into BILLIONSONGS_HOME
 
 

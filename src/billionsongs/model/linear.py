@@ -5,10 +5,10 @@ batch size; a sampled token can then flip and the song diverges. This module tri
 ways to compute a linear layer and keeps the first whose rows come out bit-identical at every batch
 height and thread count (`choose_kernel`):
 
-1. `onednn-packed` (bf16 on CPU): weights reordered once into oneDNN's blocked layout, bias fused.
-   Measured on the 2-vCPU Zen 4 for GPT-2's layers: 2.5-3x plain bf16 `F.linear` at 1-2 rows (plain
-   re-blocks the weight on every call) and 1.2-1.6x at 32-64 rows; the 768x50257 output layer went
-   from 11.2 to 6.8 ms at 32 rows. fp32 packing is not row-invariant.
+1. `onednn-packed` (CPU, bf16 and fp32): weights reordered once into oneDNN's blocked layout, bias
+   fused. Measured on the 2-vCPU Zen 4 for GPT-2's layers in bf16: 2.5-3x plain `F.linear` at 1-2 rows
+   (plain re-blocks the weight on every call) and 1.2-1.6x at 32-64 rows; the 768x50257 output layer
+   went from 11.2 to 6.8 ms at 32 rows.
 2. `gemm`: plain `F.linear`.
 oneDNN computes a single row with another kernel that rounds differently in a few outputs (10-35% of
 random rows, either path), so both send one row as two.
@@ -72,10 +72,15 @@ GEMM = LinearKernel("gemm", _same, _gemm)
 TILED = [LinearKernel(f"gemm-tile{tile}", _same, _tiled(tile)) for tile in (ROW_TILE, 1)]
 
 
+def packed_kernel_available(dtype: torch.dtype, device: torch.device | None = None) -> bool:
+    """Does this torch build have oneDNN's prepacked linear for `dtype` on `device` (default CPU)?"""
+    on_cpu = device is None or device.type == "cpu"
+    return (on_cpu and dtype in (torch.bfloat16, torch.float32) and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+
 def _candidates(dtype: torch.dtype, device: torch.device) -> list[LinearKernel]:
-    packed = (device.type == "cpu" and dtype in (torch.bfloat16, torch.float32) and torch.backends.mkldnn.is_available()
-              and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
-    return ([ONEDNN_PACKED] if packed else []) + [GEMM, *TILED]
+    return ([ONEDNN_PACKED] if packed_kernel_available(dtype, device) else []) + [GEMM, *TILED]
 
 
 def _probe_inputs(in_features: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

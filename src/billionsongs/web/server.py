@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 log = logging.getLogger("billionsongs.serve")
 
@@ -25,6 +26,19 @@ def migrate() -> None:
     setup_django()
     call_command("migrate", interactive=False, verbosity=1)
     connections.close_all()  # granian starts its processes next; they must not share this connection
+
+
+def collect_static() -> Path:
+    """Copy every static file into STATIC_ROOT (default BILLIONSONGS_HOME/static) for granian to serve.
+
+    granian serves that folder from its Rust HTTP stack, before any Python runs; WhiteNoise stays as the
+    fallback for a server started some other way (e.g. `wsgi.py` under another WSGI server).
+    """
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+    return Path(settings.STATIC_ROOT)
 
 
 def start_worker(batch_size: int | None = None, model: str | None = None) -> subprocess.Popen:
@@ -48,11 +62,14 @@ def stop_worker(worker: subprocess.Popen, timeout: float = 60.0) -> None:
             worker.wait()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, *, processes: int = 1, threads: int | None = None,
+def serve(host: str = "127.0.0.1", port: int = 8000, *, processes: int | None = None, threads: int | None = None,
           run_worker: bool = True, batch_size: int | None = None, model: str | None = None) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
+    # One process per core: each runs Python one request at a time (the GIL), so on 2 vCPUs 2 processes
+    # served 2.1x the requests/s of one with more threads (benchmarks/RESULTS.md, web serving).
+    processes = processes or os.cpu_count() or 1
     threads = threads or min(16, 2 * (os.cpu_count() or 1))
     if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("ALLOWED_HOSTS"):
         print(f"billionsongs serve: note: set ALLOWED_HOSTS to the name visitors use; on {host} only "
@@ -60,10 +77,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, processes: int = 1, thre
     # Live-writing streams may hold at most a quarter of the request threads (see songs/stream.py).
     os.environ.setdefault("BILLIONSONGS_STREAM_SLOTS", str(max(1, threads // 4)))
     migrate()
+    static_root = collect_static()
     worker = start_worker(batch_size, model) if run_worker else None
     try:
+        from django.conf import settings
+
         server = Granian(WSGI_TARGET, address=host, port=port, interface=Interfaces.WSGI, workers=processes,
-                         blocking_threads=threads, websockets=False)
+                         blocking_threads=threads, websockets=False,
+                         static_path_route=["/" + settings.STATIC_URL.strip("/")], static_path_mount=[static_root],
+                         static_path_expires=settings.STATIC_CACHE_SECONDS)
         server.serve()
     finally:
         if worker is not None:

@@ -133,8 +133,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 # The site's own assets, and the karaoke player of billionsongs.music (a library, not a Django app).
 STATICFILES_DIRS = [os.path.join(_WEB_DIR, "static"), os.path.join(os.path.dirname(_WEB_DIR), "music", "static")]
-STATIC_ROOT = os.environ.get("STATIC_ROOT") or None  # only for `collectstatic` (e.g. to upload to a CDN)
-# Serve straight from the static folders (site-wide and the apps'): no collectstatic step before `serve`.
+# `serve` collects static files here and granian serves them without entering Python (server.py).
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or str(HOME / "static")
+os.makedirs(STATIC_ROOT, exist_ok=True)  # WhiteNoise warns on every start when it is missing
+STATIC_CACHE_SECONDS = int(os.environ.get("BILLIONSONGS_STATIC_CACHE_SECONDS", 3600))
+# WhiteNoise serves straight from the static folders for any other server (no collectstatic needed).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 

@@ -6,7 +6,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.cache import add_never_cache_headers, patch_cache_control
+from django.utils.cache import add_never_cache_headers, patch_cache_control, set_response_etag
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
@@ -47,9 +47,9 @@ def song_page(request: HttpRequest, song_id: str) -> HttpResponse:
     this page as fast as a bare `cache_page` view (benchmarks/web.py)."""
     number = song_id_or_404(song_id)
     if not request.GET:
-        html = cache.get(page_cache_key(number))
-        if html is not None:
-            return _written_page(html)
+        cached = cache.get(page_cache_key(number))
+        if cached is not None:
+            return _written_page(*cached)
     song = Song.objects.filter(pk=number).first() or request_song(number)
     if song.hidden or song.status == Status.FAILED:
         if request.GET.get("fallback") == "random":
@@ -67,13 +67,15 @@ def song_page(request: HttpRequest, song_id: str) -> HttpResponse:
         "karaoke": bool(verses),
         "verses": verses or song.verses(),
     })
-    cache.set(page_cache_key(song.id), html, settings.SONG_CACHE_SECONDS)
-    return _written_page(html)
+    response = set_response_etag(HttpResponse(html))
+    cache.set(page_cache_key(song.id), (response.content, response["ETag"]), settings.SONG_CACHE_SECONDS)
+    return _written_page(response.content, response["ETag"])
 
 
-def _written_page(html: str) -> HttpResponse:
-    response = HttpResponse(html)
-    # A written song never changes: let browsers and CDNs keep it (ConditionalGetMiddleware adds the ETag).
+def _written_page(content: bytes, etag: str) -> HttpResponse:
+    """The page as stored: bytes and ETag computed once (ConditionalGetMiddleware answers If-None-Match)."""
+    response = HttpResponse(content, headers={"ETag": etag})
+    # A written song never changes: let browsers and CDNs keep it.
     patch_cache_control(response, public=True, max_age=settings.SONG_CACHE_SECONDS)
     return response
 
