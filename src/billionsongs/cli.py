@@ -30,6 +30,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1.0; 0 = greedy)")
     p.add_argument("--top-k", type=int, default=40, help="sample from the k likeliest tokens (default 40; 0 = off)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus cut-off in (0, 1] (default 1.0 = off)")
+    p.add_argument("--max-chant-words", type=int, default=8, metavar="N",
+                   help="chant guard: at most N words in a row made of one or two words ('oh oh oh ...'); "
+                        "past that those words are masked (default 8; 0 = off)")
     p.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="stop a song after N tokens and record it as 'too long' (default: the model's context)")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=None,
@@ -48,7 +51,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         print("billionsongs generate: error: --batch-size must be at least 1", file=sys.stderr)
         return 2
     try:
-        settings = SamplingSettings(args.temperature, args.top_k, args.top_p)
+        settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_chant_words)
         generator = Generator(args.model, dtype=args.dtype, settings=settings,
                               max_tokens=args.max_tokens)
     except (ModelLoadError, ValueError) as exc:

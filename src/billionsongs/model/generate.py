@@ -11,6 +11,7 @@ IDs are waiting does the batch shrink (surviving rows are moved down, one cache 
 last songs out at lower occupancy; `GenerationStats.row_utilisation` measures that tail.
 """
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from billionsongs.lyrics.document import derive_title, split_document
+from billionsongs.model.chant import ChantGuard
 from billionsongs.model.gpt import GPT2
 from billionsongs.model.loading import LoadedModel, load_model
 from billionsongs.model.precision import resolve_dtype
@@ -72,6 +74,7 @@ class Generator:
             dtype = resolve_dtype(dtype)
         self.gpt = GPT2(self.loaded.config, self.loaded.state_dict, dtype=dtype)
         self.settings = settings or SamplingSettings()
+        self.chant_guard = ChantGuard(self.loaded.tokenizer, self.settings.max_chant_words)
         limit = self.loaded.config.n_positions
         self.max_length = min(limit, max_tokens + 1) if max_tokens else limit
         self.stats = GenerationStats()
@@ -106,6 +109,7 @@ class Generator:
             n = len(row_ids)
             positions = torch.tensor([len(w) for w in written])
             logits = self.gpt.step(tokens, positions, cache)
+            self._mask_chants(logits, written)
             u = torch.from_numpy(uniforms(row_ids, positions.numpy()))
             chosen = sample(logits, u, self.settings).tolist()
             self.stats.steps += 1
@@ -136,6 +140,13 @@ class Generator:
         self.stats.tokens += sum(len(tokens) for tokens, _ in results.values())
         self.stats.seconds += time.perf_counter() - started
         return results
+
+    @torch.inference_mode()
+    def _mask_chants(self, logits: torch.Tensor, written: list[list[int]]) -> None:
+        for row, tokens in enumerate(written):
+            banned = self.chant_guard.banned(tokens)
+            if banned:
+                logits[row, banned] = -math.inf
 
     def decode(self, tokens: list[int]) -> str:
         return self.loaded.tokenizer.decode(tokens, skip_special_tokens=False)

@@ -7,11 +7,13 @@ import torch
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """The original Billion Songs defaults: temperature 1, top-k 40, no nucleus cut."""
+    """The original Billion Songs defaults: temperature 1, top-k 40, no nucleus cut; plus the chant guard
+    (`chant.py`): no more than `max_chant_words` words in a row drawn from one or two words (0 = off)."""
 
     temperature: float = 1.0
     top_k: int = 40
     top_p: float = 1.0
+    max_chant_words: int = 8
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -20,6 +22,8 @@ class SamplingSettings:
             raise ValueError("top_k must be >= 0 (0 disables it)")
         if not 0 < self.top_p <= 1:
             raise ValueError("top_p must be in (0, 1]")
+        if self.max_chant_words < 0:
+            raise ValueError("max_chant_words must be >= 0 (0 disables the chant guard)")
 
 
 def sample(logits: torch.Tensor, u: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
