@@ -315,7 +315,7 @@ def profile_generation(folder: Path, dtype: str, batch: int, tokens: int) -> str
     gen = Generator(str(folder), dtype=DTYPES[dtype], max_tokens=tokens)
     time_ours(gen, batch, tokens)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        seconds = time_ours(gen, batch, tokens)
+        seconds, _ = time_ours(gen, batch, tokens)
     top = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40)
     return f"{1000 * seconds / tokens:.1f} ms/step under the profiler\n{top}"
 
