@@ -97,7 +97,8 @@ class GPT2:
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Feed token i at positions[i] for rows 0..n-1 of the cache; return float32 logits (n, vocab)."""
+        """Feed token i at positions[i] for rows 0..n-1 of the cache; return logits (n, vocab) in the model's
+        dtype (sampling takes its top-k there and converts only those: half the work of converting all)."""
         c = self.config
         rows = tokens.shape[0]
         heads, head_dim = c.n_head, c.n_embd // c.n_head
@@ -118,6 +119,6 @@ class GPT2:
             y = torch.matmul(weights, values[:rows]).reshape(rows, c.n_embd)
             x = x + self.linear(y, *layer["c_proj"])
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
-            x = x + self.linear(F.gelu(self.linear(h, *layer["c_fc"]), approximate="tanh"), *layer["mlp_proj"])
+            x = x + self.linear(self.kernel.apply_gelu(h, *layer["c_fc"]), *layer["mlp_proj"])
         x = F.layer_norm(x, (c.n_embd,), *self.ln_f, eps)
-        return self.linear(x, self.lm_head).float()
+        return self.linear(x, self.lm_head)

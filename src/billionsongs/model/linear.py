@@ -26,13 +26,23 @@ ROW_TILE = 16
 PROBE_ROWS = (2, 3, 8, 17, 33, 67)
 
 
+Apply = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class LinearKernel:
-    """One way to compute `x @ W.T + b`: `pack` prepares a weight once, `apply` runs it."""
+    """One way to compute `x @ W.T + b`: `pack` prepares a weight once, `apply` runs it, and `fused_gelu`,
+    where the backend has it, runs it followed by GPT-2's tanh GELU in one pass over the output."""
 
     name: str
     pack: Callable[[torch.Tensor], torch.Tensor]
-    apply: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+    apply: Apply
+    fused_gelu: Apply | None = None
+
+    def apply_gelu(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.fused_gelu is not None:
+            return self.fused_gelu(x, weight, bias)
+        return F.gelu(self.apply(x, weight, bias), approximate="tanh")
 
 
 def _same(weight: torch.Tensor) -> torch.Tensor:
@@ -61,13 +71,16 @@ def _onednn_pack(weight: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight, ROW_TILE)
 
 
-def _onednn_apply(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    if x.shape[0] == 1:
-        return torch.ops.mkldnn._linear_pointwise(x.expand(2, -1), weight, bias, "none", [None], "")[:1]
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [None], "")
+def _onednn(post_op: str, scalars: list, algorithm: str) -> Apply:
+    def apply(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if x.shape[0] == 1:
+            return torch.ops.mkldnn._linear_pointwise(x.expand(2, -1), weight, bias, post_op, scalars, algorithm)[:1]
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, post_op, scalars, algorithm)
+
+    return apply
 
 
-ONEDNN_PACKED = LinearKernel("onednn-packed", _onednn_pack, _onednn_apply)
+ONEDNN_PACKED = LinearKernel("onednn-packed", _onednn_pack, _onednn("none", [None], ""), _onednn("gelu", [], "tanh"))
 GEMM = LinearKernel("gemm", _same, _gemm)
 TILED = [LinearKernel(f"gemm-tile{tile}", _same, _tiled(tile)) for tile in (ROW_TILE, 1)]
 
@@ -97,18 +110,19 @@ def is_row_invariant(kernel: LinearKernel, weight: torch.Tensor, bias: torch.Ten
     in a few of 20 random rows, so a probe of one row passes by luck."""
     try:
         packed = kernel.pack(weight)
-        for x in _probe_inputs(weight.shape[1], weight.dtype, weight.device):
-            alone = torch.cat([kernel.apply(row, packed, bias) for row in x.split(1)])
-            for rows in PROBE_ROWS:
-                for threads in {1, torch.get_num_threads()}:
-                    previous = torch.get_num_threads()
-                    torch.set_num_threads(threads)
-                    try:
-                        out = kernel.apply(x[-rows:], packed, bias)
-                    finally:
-                        torch.set_num_threads(previous)
-                    if not torch.equal(out, alone[-rows:]):
-                        return False
+        for apply in (kernel.apply, kernel.apply_gelu):
+            for x in _probe_inputs(weight.shape[1], weight.dtype, weight.device):
+                alone = torch.cat([apply(row, packed, bias) for row in x.split(1)])
+                for rows in PROBE_ROWS:
+                    for threads in {1, torch.get_num_threads()}:
+                        previous = torch.get_num_threads()
+                        torch.set_num_threads(threads)
+                        try:
+                            out = apply(x[-rows:], packed, bias)
+                        finally:
+                            torch.set_num_threads(previous)
+                        if not torch.equal(out, alone[-rows:]):
+                            return False
     except RuntimeError:  # a kernel this build or CPU cannot run
         return False
     return True

@@ -34,7 +34,7 @@ def sample(logits: torch.Tensor, u: torch.Tensor, settings: SamplingSettings) ->
     if settings.temperature == 0:
         return logits.argmax(dim=-1)
     k = settings.top_k if 0 < settings.top_k < logits.shape[-1] else logits.shape[-1]
-    values, indices = torch.topk(logits.float(), k, dim=-1, sorted=True)
+    values, indices = torch.topk(logits, k, dim=-1, sorted=True)
     probs = torch.softmax(values.double() / settings.temperature, dim=-1)
     if settings.top_p < 1.0:
         before = torch.cumsum(probs, dim=-1) - probs
