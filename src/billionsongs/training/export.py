@@ -27,12 +27,21 @@ def export_run(run_dir: Path, out: Path, eval_results: dict | None = None) -> Pa
     (out / "model.safetensors").chmod(0o644)
     if (run_dir / "loss.png").is_file():
         shutil.copyfile(run_dir / "loss.png", out / "loss.png")
-    songs = Generator(load_model(str(out))).generate(CARD_SAMPLE_IDS, batch_size=len(CARD_SAMPLE_IDS))
-    (out / "README.md").write_text(model_card(state, songs, eval_results), encoding="utf-8")
+    generator = Generator(load_model(str(out)))
+    songs = generator.generate(CARD_SAMPLE_IDS, batch_size=len(CARD_SAMPLE_IDS))
+    (out / "README.md").write_text(model_card(state, songs, eval_results, sample_heading(generator)), encoding="utf-8")
     return out
 
 
-def model_card(state: dict, songs: list, eval_results: dict | None) -> str:
+def sample_heading(generator: Generator) -> str:
+    """Songs depend on the sampler and the precision, so the card says which produced its samples."""
+    s = generator.settings
+    precision = str(generator.gpt.dtype).removeprefix("torch.")
+    return (f"## Five sample songs (IDs 0-4, default sampling: temperature {s.temperature:g}, top-k {s.top_k}, "
+            f"chant guard {s.max_chant_words} words; computed in {precision})")
+
+
+def model_card(state: dict, songs: list, eval_results: dict | None, samples_heading: str) -> str:
     cfg, train = state["config"], state["train_config"]
     params = sum(v.numel() for k, v in state["model"].items() if k != "lm_head.weight")
     title = f" --title-column {train['title_column']}" if train["title_column"] else ""
@@ -56,7 +65,7 @@ def model_card(state: dict, songs: list, eval_results: dict | None) -> str:
     ]
     if eval_results:
         lines += ["## Evaluation (`billionsongs eval`)", "", "```json", json.dumps(eval_results, indent=2), "```", ""]
-    lines += ["## Five sample songs (IDs 0-4, default sampling: temperature 1.0, top-k 40)", ""]
+    lines += [samples_heading, ""]
     for song in songs:
         body = song.lyrics if not song.error else f"({song.error})"
         lines += [f"### Song {song.id}: {song.title}", "", "```text", body, "```", ""]
