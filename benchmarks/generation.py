@@ -1,4 +1,4 @@
-"""Generation throughput: our engine next to `transformers`' generate() and the machine's ceiling, in one run.
+"""Generation throughput: our engine next to `transformers`' generate(), llama.cpp and the machine's ceiling.
 
 Why one run: the 2-vCPU machine this project targets is noisy (other jobs, turbo, a shared host), so
 absolute tokens/s drift by tens of percent between runs. Every number here is measured side by side,
@@ -10,7 +10,9 @@ What is measured (issue 2 "Measure and report", issue 7 Deliver 1 and 3):
   --model folder (the bundled model when it exists), at each batch size and dtype;
 - the ceiling from an in-run probe: peak GEMM FLOP/s per dtype and memory read bandwidth, combined as a
   roofline: tokens/s <= min(peak / FLOP per token, batch * bandwidth / bytes read per step);
-- row utilisation for natural-length songs (each stops at its own end-of-text): what early finishers cost.
+- row utilisation for natural-length songs (each stops at its own end-of-text): what early finishers cost;
+- llama.cpp (benchmarks/llamacpp.py) on the same weights exported to a bf16 GGUF, when `make llamacpp` built it:
+  a native engine as the peer, next to generate() as the baseline.
 
     .venv/bin/python benchmarks/generation.py            # full run, appends to benchmarks/RESULTS.md
     .venv/bin/python benchmarks/generation.py --quick --no-append   # smoke run, under a minute
@@ -33,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import llamacpp
 import torch
 
 import billionsongs.model.generate as engine
@@ -44,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 SHORT = {"float32": "fp32", "bfloat16": "bf16"}
+GREEDY_CHECK = 5  # tokens of llama.cpp's greedy output compared with transformers' before timing it
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -235,25 +239,56 @@ class Row:
     ours: dict[str, float] = field(default_factory=dict)  # dtype -> tokens/s
     ceiling: dict[str, float] = field(default_factory=dict)
     invariant: dict[str, bool] = field(default_factory=dict)  # dtype -> song 0 equals its batch-1 self
+    llama: float | None = None  # llama.cpp bf16 tokens/s; None where it did not run
 
 
-def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[str, Probe]) -> list[Row]:
+def prepare_llama(folder: Path, hf, eot: int, workdir: Path) -> tuple[Path | None, str]:
+    """Export `folder` to a bf16 GGUF and check llama.cpp's greedy tokens against transformers' (fp32).
+
+    Returns the GGUF to time (None when llama.cpp cannot run on this model) and what happened, for the report.
+    The check runs llama.cpp in a child process: a model it cannot handle aborts the process, not just a call.
+    """
+    try:
+        gguf = llamacpp.export_gguf(folder, Path(tempfile.mkdtemp(dir=workdir)) / "model-bf16.gguf")
+        theirs = llamacpp.greedy_in_child(gguf, eot, GREEDY_CHECK, torch.get_num_threads())
+    except Exception as exc:  # anything from gguf-py or llama.cpp: report it, time the other engines
+        return None, f"not measured: {type(exc).__name__}: {exc}"
+    want = llamacpp.hf_greedy(hf, eot, GREEDY_CHECK)
+    agree = next((i for i, (a, b) in enumerate(zip(theirs, want, strict=True)) if a != b), GREEDY_CHECK)
+    return gguf, (f"measured; greedy from end-of-text: the first {agree} of {GREEDY_CHECK} tokens equal "
+                  f"transformers' fp32" + ("" if agree == GREEDY_CHECK else f" (llama.cpp {theirs}, "
+                                                                             f"transformers {want})"))
+
+
+def time_llama(gguf: Path, rows: int, new_tokens: int, eot: int) -> float:
+    """Seconds for llama.cpp to write the same batch (bf16, top-k 40, end-of-text masked), with torch's threads."""
+    return rows * new_tokens / llamacpp.tokens_per_second(gguf, rows, new_tokens, torch.get_num_threads(), eot)
+
+
+def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[str, Probe],
+                workdir: Path) -> tuple[list[Row], str]:
+    """Rows for every device and batch size, and what became of llama.cpp on this model (for the report)."""
     from transformers import GPT2LMHeadModel
 
     shape = model_shape(folder)
     n = args.new_tokens
     if n >= shape.n_positions:
         print(f"skip {name}: --new-tokens {n} does not fit its context of {shape.n_positions}", file=sys.stderr)
-        return []
+        return [], f"not measured: --new-tokens {n} does not fit the context of {shape.n_positions}"
     rows = []
+    llama_note = args.llama_unavailable or "not measured: no CPU run"
     for device in args.devices:
         hf = GPT2LMHeadModel.from_pretrained(folder).eval().to(device)
         # Our engine allocates its weights, cache and draws on the CPU: it has no device option yet.
         gens = {} if device != "cpu" else {d: Generator(str(folder), dtype=DTYPES[d], max_tokens=n)
                                            for d in args.dtypes}
+        gguf = None  # llama.cpp, built for the CPU only
+        if device == "cpu" and not args.llama_unavailable:
+            gguf, llama_note = prepare_llama(folder, hf, shape.eot, workdir)
+            print(f"  {name}: llama.cpp {llama_note}", file=sys.stderr)
         reference: dict[str, tuple[int, ...]] = {}  # dtype -> song 0 at the first batch size
         for batch in args.batches:
-            best = {"hf": math.inf} | dict.fromkeys(gens, math.inf)
+            best = {"hf": math.inf} | dict.fromkeys(gens, math.inf) | ({"llama": math.inf} if gguf else {})
             invariant = dict.fromkeys(gens, True)
             for _ in range(args.repeats):  # interleaved, so a noisy moment hits every engine alike
                 best["hf"] = min(best["hf"], time_hf(hf, shape.eot, batch, n, device))
@@ -261,13 +296,20 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[
                     seconds, song0 = time_ours(gen, batch, n)
                     best[d] = min(best[d], seconds)
                     invariant[d] &= reference.setdefault(d, song0) == song0
+                if gguf:
+                    try:
+                        best["llama"] = min(best["llama"], time_llama(gguf, batch, n, shape.eot))
+                    except RuntimeError as exc:  # reported; the other engines go on
+                        gguf, llama_note = None, f"{llama_note}; then failed at batch {batch}: {exc}"
             tps = {k: batch * n / v for k, v in best.items()}
-            row = Row(name, device, batch, tps.pop("hf"), tps,
-                      {d: ceiling(shape, probes[device], d, batch, n) for d in args.dtypes}, invariant)
+            hf_tps, llama_tps = tps.pop("hf"), tps.pop("llama", 0.0) or None  # 0: failed on every repeat
+            row = Row(name, device, batch, hf_tps, tps,
+                      {d: ceiling(shape, probes[device], d, batch, n) for d in args.dtypes}, invariant, llama_tps)
             rows.append(row)
             print(f"  {name} {device} batch {batch}: generate() {row.hf:.0f} tok/s, "
-                  + ", ".join(f"ours {SHORT[d]} {v:.0f}" for d, v in row.ours.items()), file=sys.stderr)
-    return rows
+                  + ", ".join(f"ours {SHORT[d]} {v:.0f}" for d, v in row.ours.items())
+                  + (f", llama.cpp bf16 {row.llama:.0f}" if row.llama else ""), file=sys.stderr)
+    return rows, llama_note
 
 
 @dataclass
@@ -376,6 +418,7 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
     head = ["model", "device", "batch", "generate() fp32 tok/s"]
     for d in dtypes:
         head += [f"ours {SHORT[d]} tok/s", f"{SHORT[d]} ÷ generate()", f"{SHORT[d]} % of {SHORT[d]} ceiling"]
+    head += ["llama.cpp bf16 tok/s", "ours bf16 ÷ llama.cpp"]
     head += [f"ceiling {'/'.join(SHORT[d] for d in dtypes)} tok/s", f"songs/min ({n} tok, ours best)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -383,6 +426,8 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
         for d in dtypes:
             v = r.ours.get(d)
             cells += [fmt(v), f"{v / r.hf:.2f}×", f"{100 * v / r.ceiling[d]:.0f}%"] if v else ["n/a"] * 3
+        bf16 = r.ours.get("bfloat16")
+        cells += [fmt(r.llama) if r.llama else "n/a", f"{bf16 / r.llama:.2f}×" if r.llama and bf16 else "n/a"]
         best = max(r.ours.values(), default=0.0)
         cells += ["/".join(fmt(r.ceiling[d]) for d in dtypes), fmt(best / n * 60) if best else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -408,7 +453,7 @@ def natural_table(results: list[Natural]) -> str:
 
 
 def plot(rows: list[Row], dtypes: list[str], path: Path, n: int) -> None:
-    """tokens/s against batch size per model: ours per dtype, generate(), and the ceilings (dashed)."""
+    """tokens/s against batch size per model: ours per dtype, generate(), llama.cpp, and the ceilings (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -424,6 +469,8 @@ def plot(rows: list[Row], dtypes: list[str], path: Path, n: int) -> None:
             if all(d in r.ours for r in rs):
                 ax.plot(xs, [r.ours[d] for r in rs], "o-", color=color, label=f"ours {SHORT[d]}")
             ax.plot(xs, [r.ceiling[d] for r in rs], "--", color=color, alpha=0.6, label=f"ceiling {SHORT[d]}")
+        if all(r.llama for r in rs):
+            ax.plot(xs, [r.llama for r in rs], "s-", color="tab:green", label="llama.cpp bf16")
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="tokens/s", xticks=xs,
                title=f"{model} ({device}), {n} new tokens")
         ax.set_xticklabels([str(x) for x in xs])
@@ -450,6 +497,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra GPT-2-format folder to benchmark (repeatable); the bundled model is added when "
                         "it exists")
     p.add_argument("--no-gpt2", action="store_true", help="skip the GPT-2 124M-shaped random model")
+    p.add_argument("--no-llama", action="store_true",
+                   help="skip llama.cpp even when `make llamacpp` built it (it runs by default when installed)")
     p.add_argument("--natural-songs", type=int, default=64,
                    help="songs per model in the natural-length (row utilisation) run (default 64)")
     p.add_argument("--natural-batch", type=int, default=32, help="batch size of that run (default 32)")
@@ -476,6 +525,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown := set(args.dtypes) - set(DTYPES):
         p.error(f"unknown dtype(s) {sorted(unknown)}; choose from {sorted(DTYPES)}")
     args.devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    # None when llama.cpp will run, else why not (in the report)
+    args.llama_unavailable = "not measured: --no-llama" if args.no_llama else (
+        None if (reason := llamacpp.unavailable()) is None else f"not measured: {reason}")
     if args.plot is None and not args.no_append:
         args.plot = HERE / "generation.png"
     return args
@@ -492,6 +544,7 @@ def main(argv: list[str] | None = None) -> None:
     probes = {device: run_probe(args.dtypes, device, args.quick) for device in args.devices}
     rows: list[Row] = []
     naturals: list[Natural] = []
+    llama_notes: dict[str, str] = {}  # model -> measured (and its greedy check) or why not
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
         models = {"tiny (fixture)": build_tiny(Path(tmp) / "tiny", 128 if args.quick else 1024)}
         if not args.no_gpt2:
@@ -502,7 +555,8 @@ def main(argv: list[str] | None = None) -> None:
             models[Path(path).name if Path(path) != BUNDLED_MODEL_DIR else "bundled"] = Path(path)
         for name, folder in models.items():
             print(f"benchmarking {name} ...", file=sys.stderr)
-            rows += bench_model(name, folder, args, probes)
+            model_rows, llama_notes[name] = bench_model(name, folder, args, probes, Path(tmp))
+            rows += model_rows
             if name != "GPT-2 124M shape":  # random 50k-vocab weights almost never end a song
                 naturals += [bench_natural(name, folder, d, args.natural_songs, args.natural_batch, args.repeats)
                              for d in args.dtypes]
@@ -514,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
                 + profile_generation(models["GPT-2 124M shape"], d, b, k) + "```"
                 for d in args.dtypes for b in (1, 32))
     share = others_share(started, own)
-    report = render(args, when, version, probes, rows, naturals, share, load_before, profiles)
+    report = render(args, when, version, probes, rows, naturals, share, load_before, profiles, llama_notes)
     print(report)
     if not args.no_append:
         if not args.results.exists():
@@ -528,7 +582,22 @@ def main(argv: list[str] | None = None) -> None:
         print(f"plot saved to {args.plot}", file=sys.stderr)
 
 
-def render(args, when, version, probes, rows, naturals, share, load_before, profiles) -> str:
+def llama_summary(notes: dict[str, str]) -> str:
+    """One report line: which llama.cpp ran, how, and per model whether it was measured or why not."""
+    per_model = "; ".join(f"{model}: {note}" for model, note in notes.items())
+    if not any(note.startswith("measured") for note in notes.values()):
+        return f"llama.cpp: {per_model}"
+    try:
+        from llama_cpp import __version__ as version
+    except Exception:  # not installed or a broken build: the notes say which
+        version = "not available"
+    how = (f"llama-cpp-python {version}, bf16 GGUF exported from the same weights (matrices bf16, norms fp32), "
+           f"{torch.get_num_threads()} threads, one llama_decode per step for the whole batch, top-k 40 by "
+           "torch.topk as in our engine, end-of-text masked")
+    return f"llama.cpp: {how}; {per_model}"
+
+
+def render(args, when, version, probes, rows, naturals, share, load_before, profiles, llama_notes) -> str:
     cuda = (f"yes ({torch.cuda.get_device_name()}; our engine is CPU-only, so its cells read n/a there)"
             if "cuda" in args.devices else "no (torch.cuda.is_available() is False)")
     busy = ("unknown" if share is None else
@@ -548,9 +617,10 @@ def render(args, when, version, probes, rows, naturals, share, load_before, prof
         f"- other load: {busy} (1-min load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end)",
         *probe_lines,
         *([f"- note: {args.note}"] if args.note else []),
-        f"- fixed length: {args.new_tokens} new tokens per song (end-of-text masked in both engines), top-k 40, "
+        f"- fixed length: {args.new_tokens} new tokens per song (end-of-text masked in every engine), top-k 40, "
         f"best of {args.repeats}; ceiling = min(GEMM peak ÷ FLOP/token, batch × read bandwidth ÷ bytes/step)",
         f"- batch invariance: {invariance_summary(rows)}",
+        f"- {llama_summary(llama_notes)}",
         "",
         table(rows, args.dtypes, args.new_tokens),
         "",
