@@ -185,7 +185,7 @@ def table(results: list[Result], levels: list[int]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[Result], levels: list[int], path: Path) -> None:
+def plot(results: list[Result], levels: list[int], path: Path, server: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,7 +201,7 @@ def plot(results: list[Result], levels: list[int], path: Path) -> None:
     ax.set_xticks([k + width * (len(levels) - 1) / 2 for k in range(len(names))], names, rotation=12, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("requests/s (log)")
-    ax.set_title("billionsongs serve (granian WSGI) under wrk, same run")
+    ax.set_title(f"{server} under wrk, same run")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -282,11 +282,16 @@ def main(argv: list[str] | None = None) -> None:
     report = render(args, started, results, stream.events)
     print(report)
     if args.plot:
-        plot(results, args.levels, args.plot)
+        plot(results, args.levels, args.plot, server_command(args))
     if not args.no_append:
         with args.results.open("a") as f:
             f.write("\n" + report)
         print(f"appended to {args.results}" + (f"; plot {args.plot}" if args.plot else ""), file=sys.stderr)
+
+
+def server_command(args: argparse.Namespace) -> str:
+    return ("billionsongs serve --no-worker" + (f" --processes {args.processes}" if args.processes else "")
+            + (f" --threads {args.threads}" if args.threads else ""))
 
 
 def render(args: argparse.Namespace, started: dt.datetime, results: list[Result], stream_events: int) -> str:
@@ -295,9 +300,7 @@ def render(args: argparse.Namespace, started: dt.datetime, results: list[Result]
              f"- Machine: {machine()}",
              f"- Software: {versions()}",
              f"- Command: `{shlex.join([Path(sys.executable).name, 'benchmarks/web.py', *sys.argv[1:]])}`",
-             "- Server: `billionsongs serve --no-worker"
-             + (f" --processes {args.processes}" if args.processes else "")
-             + (f" --threads {args.threads}" if args.threads else "")
+             f"- Server: `{server_command(args)}"
              + "` (granian WSGI, one process per core unless given, SQLite, file cache); "
              f"wrk {args.duration:g} s per run on the same 2 vCPUs",
              ]
