@@ -52,6 +52,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def gpt2_width_model_dir(tmp_path_factory) -> Path:
+    """Two layers of GPT-2's width (768, 12 heads): the BLAS kernels the real model meets."""
+    return build_tiny_model(tmp_path_factory.mktemp("wide-model"), n_positions=128, n_embd=768, n_head=12)
+
+
+@pytest.fixture(scope="session")
+def on_ci() -> bool:
+    """Fixtures, not `from conftest import`: with several conftest.py files that name is ambiguous."""
+    return ON_CI
+
+
 @pytest.fixture
 def songdata_csv() -> Path:
     return shared_file("lyrics", "songdata.csv")

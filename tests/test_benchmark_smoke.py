@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ON_CI
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = BENCHMARKS / "generation.py"
@@ -29,9 +28,9 @@ def test_quick_benchmark_prints_tables(tmp_path):
     assert plot.stat().st_size > 0
 
 
-def test_web_benchmark_runs_against_the_real_server(tmp_path):
+def test_web_benchmark_runs_against_the_real_server(on_ci):
     if not shutil.which("wrk"):
-        if ON_CI:
+        if on_ci:
             pytest.fail("wrk missing on CI: `make test` installs Debian's wrk")
         pytest.skip("wrk not installed (make test installs it)")
     done = subprocess.run([sys.executable, str(BENCHMARKS / "web.py"), "--no-append", "--duration", "1",

@@ -52,12 +52,9 @@ def test_same_id_alone_equals_inside_any_batch(generator):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_rows_ignore_their_batch_at_gpt2_width(tmp_path_factory, dtype):
+def test_rows_ignore_their_batch_at_gpt2_width(gpt2_width_model_dir, dtype):
     """The tiny fixture's 32-wide layers never reach the GEMM kernels GPT-2's 768/3072 layers do."""
-    from conftest import build_tiny_model
-
-    folder = build_tiny_model(tmp_path_factory.mktemp("wide-model"), n_positions=128, n_embd=768, n_head=12)
-    generator = Generator(str(folder), dtype=dtype, max_tokens=80)
+    generator = Generator(str(gpt2_width_model_dir), dtype=dtype, max_tokens=80)
     captured: dict[int, list[int]] = {}
 
     def record(song_id: int, token: int) -> None:

@@ -48,7 +48,9 @@ def run_rq_worker(worker) -> int:
             tick = max(1, int(settings.WORKER_TICK_SECONDS))
             while True:
                 result = super().dequeue_job_and_maintain_ttl(tick, max_idle_time=tick)
-                if result is not None or self._stop_requested:
+                # `worker.stopping`: a SIGTERM that came after our handler was installed but before RQ's
+                # own; returning None with no job makes RQ's loop end cleanly.
+                if result is not None or self._stop_requested or worker.stopping:
                     return result
                 _sweep(worker)
 
