@@ -47,10 +47,10 @@ def run_rq_worker(worker) -> int:
         def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
             tick = max(1, int(settings.WORKER_TICK_SECONDS))
             while True:
+                if worker.stopping:  # SIGTERM reached our handler before RQ installed its own
+                    return None  # no job: RQ's loop ends cleanly
                 result = super().dequeue_job_and_maintain_ttl(tick, max_idle_time=tick)
-                # `worker.stopping`: a SIGTERM that came after our handler was installed but before RQ's
-                # own; returning None with no job makes RQ's loop end cleanly.
-                if result is not None or self._stop_requested or worker.stopping:
+                if result is not None or self._stop_requested:
                     return result
                 _sweep(worker)
 
@@ -68,11 +68,15 @@ def run_rq_worker(worker) -> int:
 
 def _sweep(worker) -> None:
     """Idle tick: housekeeping, and a wake-up job for songs pending without one (lost message)."""
+    from rq.exceptions import StopRequested
+
     close_old_connections()
     try:
         worker.maintain(force=True)
         if queue.pending():
             notify_workers("sweep found pending songs")
+    except StopRequested:  # RQ's SIGTERM handler raises this when idle: it must reach RQ's loop
+        raise
     except Exception as exc:  # noqa: BLE001 (database away: retried on the next tick)
         log.warning("queue sweep failed: %s", exc)
         close_old_connections()
