@@ -12,7 +12,6 @@ Overrides: BILLIONSONGS_TEST_PG (a libpq URL of the `test` database), BILLIONSON
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from http_helpers import fetch, free_port
 
 from billionsongs.web.songs.queue import _clean
 
@@ -62,25 +62,6 @@ def _redis_url() -> str:
     except redis.RedisError as exc:
         _unavailable(f"Redis unreachable at {url}: {exc}")
     return url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def fetch(url: str, timeout: float = 30) -> tuple[int, dict, str]:
-    try:
-        with urllib.request.build_opener(NoRedirect).open(url, timeout=timeout) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read().decode()
 
 
 class Deployment:
