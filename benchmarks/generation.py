@@ -282,6 +282,9 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[
         # Our engine allocates its weights, cache and draws on the CPU: it has no device option yet.
         gens = {} if device != "cpu" else {d: Generator(str(folder), dtype=DTYPES[d], max_tokens=n)
                                            for d in args.dtypes}
+        for d, g in gens.items():
+            chosen = f"linear {g.gpt.kernel.name}, attention {g.gpt.attention_name}"
+            args.kernels.setdefault(SHORT[d], set()).add(chosen)
         gguf = None  # llama.cpp, built for the CPU only
         if device == "cpu" and not args.llama_unavailable:
             gguf, llama_note = prepare_llama(folder, hf, shape.eot, workdir)
@@ -525,6 +528,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown := set(args.dtypes) - set(DTYPES):
         p.error(f"unknown dtype(s) {sorted(unknown)}; choose from {sorted(DTYPES)}")
     args.devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    args.kernels = {}  # dtype -> the linear and attention implementations our engine chose, per model (report)
     # None when llama.cpp will run, else why not (in the report)
     args.llama_unavailable = "not measured: --no-llama" if args.no_llama else (
         None if (reason := llamacpp.unavailable()) is None else f"not measured: {reason}")
@@ -613,7 +617,8 @@ def render(args, when, version, probes, rows, naturals, share, load_before, prof
         "",
         f"- command: `{shlex.join(args.argv)}`",
         f"- machine: {machine()}; CUDA used: {cuda}",
-        f"- engine: {version}",
+        f"- engine: {version}; kernels chosen: "
+        + ("; ".join(f"{d}: {' / '.join(sorted(k))}" for d, k in args.kernels.items()) or "none (no CPU run)"),
         f"- other load: {busy} (1-min load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end)",
         *probe_lines,
         *([f"- note: {args.note}"] if args.note else []),

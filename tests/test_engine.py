@@ -51,10 +51,13 @@ def test_same_id_alone_equals_inside_any_batch(generator):
         assert all(songs[i] == alone[i] for i in ids), f"batch {batch_size} changed a song"
 
 
+@pytest.mark.parametrize("attention", ["compiled", "eager"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_rows_ignore_their_batch_at_gpt2_width(gpt2_width_model_dir, dtype):
+def test_rows_ignore_their_batch_at_gpt2_width(gpt2_width_model_dir, dtype, attention, monkeypatch):
     """The tiny fixture's 32-wide layers never reach the GEMM kernels GPT-2's 768/3072 layers do."""
+    monkeypatch.setenv("BILLIONSONGS_ATTENTION", attention)
     generator = Generator(str(gpt2_width_model_dir), dtype=dtype, max_tokens=80)
+    assert generator.gpt.attention_name == attention
     captured: dict[int, list[int]] = {}
 
     def record(song_id: int, token: int) -> None:

@@ -1,23 +1,20 @@
-"""GPT-2 inference with a preallocated KV cache, written so each row's numbers ignore its batch.
+"""GPT-2 inference with a growing KV cache, written so each row's numbers ignore its batch.
 
 Why not `transformers`' forward: we need (1) a cache whose rows come and go as songs end and new ones
 start (continuous batching), and (2) results per row that are bit-identical whatever else is in the
-batch. Linear layers get that from `linear.choose_kernel`, which probes the backend once.
+batch. Linear layers get that from `linear.choose_kernel`, which probes the backend once; attention
+from `attention.py`, whose reductions run over one row's own cache.
 
 Rows sit at different positions, so attention runs over the longest row's keys with later keys masked.
-It is two batched matmuls around an fp32 softmax, not PyTorch's fused SDPA: for one query per row the
-fused CPU kernel took 4.0 ms where this takes 1.2 ms (GPT-2 124M shape, batch 32, 160 keys, bf16),
-and at batch 32 attention had been half of every step. Keys are cached transposed, (head_dim, length)
-per head, because q @ K^T then streams contiguous key rows: 0.68 ms against 1.23 ms for the
-(length, head_dim) layout. Reductions over a length under one SIMD width take a different code path,
-so the attended length is always rounded up to a multiple of `ATTENTION_PAD` (32): a row then gets the
-same bits alone or next to a longer song (checked by the batch-invariance tests). Layer norm and GELU
-are per row already.
+Reductions over a length under one SIMD width take a different code path, so the attended length is
+always rounded up to a multiple of `ATTENTION_PAD` (32): a row then gets the same bits alone or next to
+a longer song (checked by the batch-invariance tests). Layer norm and GELU are per row already.
 """
 
 import torch
 import torch.nn.functional as F
 
+from billionsongs.model.attention import choose_attention
 from billionsongs.model.linear import choose_kernel
 from billionsongs.model.loading import GPT2Config
 
@@ -25,7 +22,8 @@ ATTENTION_PAD = 32
 
 
 class KVCache:
-    """Keys (rows, heads, head_dim, length) and values (rows, heads, length, head_dim) per layer.
+    """Keys (rows, heads, length, head_dim) and values (rows, heads, head_dim, length) per layer: each
+    attention product then sums over contiguous memory (`attention.py`).
 
     The buffers are exactly as long as the attention needs (the longest row, rounded up to
     `ATTENTION_PAD`) and grow by reallocation as songs get longer. Why not preallocate the context and
@@ -35,26 +33,26 @@ class KVCache:
     """
 
     def __init__(self, rows: int, layers: int, heads: int, head_dim: int, dtype: torch.dtype):
-        self.keys = [torch.zeros(rows, heads, head_dim, 0, dtype=dtype) for _ in range(layers)]
-        self.values = [torch.zeros(rows, heads, 0, head_dim, dtype=dtype) for _ in range(layers)]
+        self.keys = [torch.zeros(rows, heads, 0, head_dim, dtype=dtype) for _ in range(layers)]
+        self.values = [torch.zeros(rows, heads, head_dim, 0, dtype=dtype) for _ in range(layers)]
 
     @property
     def length(self) -> int:
-        return self.values[0].shape[2]
+        return self.keys[0].shape[2]
 
     def reserve(self, positions: int) -> None:
         """Make room for `positions` tokens per row (rounded up to `ATTENTION_PAD`)."""
         extra = -(-positions // ATTENTION_PAD) * ATTENTION_PAD - self.length
         if extra > 0:
-            self.keys = [F.pad(k, (0, extra)) for k in self.keys]
-            self.values = [F.pad(v, (0, 0, 0, extra)) for v in self.values]
+            self.keys = [F.pad(k, (0, 0, 0, extra)) for k in self.keys]
+            self.values = [F.pad(v, (0, extra)) for v in self.values]
 
     @torch.inference_mode()
     def move(self, src: torch.Tensor, dst: torch.Tensor, length: int) -> None:
         """Copy rows `src` into rows `dst` (the first `length` positions), to close gaps left by ended songs."""
         for keys, values in zip(self.keys, self.values, strict=True):
-            keys[dst, ..., :length] = keys[src, ..., :length]
-            values[dst, :, :length] = values[src, :, :length]
+            keys[dst, :, :length] = keys[src, :, :length]
+            values[dst, ..., :length] = values[src, ..., :length]
 
 
 class GPT2:
@@ -87,6 +85,7 @@ class GPT2:
                 weight, bias = layer[name]
                 layer[name] = (self.kernel.pack(weight), bias)
         self.lm_head = self.kernel.pack(self.wte)
+        self.attention_name, self.attend = choose_attention(dtype)
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         return self.kernel.apply(x, weight, bias)
@@ -106,17 +105,15 @@ class GPT2:
         cache.reserve(int(positions.max()) + 1)
         length = cache.length
         row_index = torch.arange(rows)
-        hidden = (torch.arange(length) > positions.unsqueeze(-1)).view(rows, 1, 1, length)
+        hidden = (torch.arange(length) > positions.unsqueeze(-1)).view(rows, 1, length)
         scale = head_dim**-0.5
         x = self.wte[tokens] + self.wpe[positions]
         for layer, keys, values in zip(self.layers, cache.keys, cache.values, strict=True):
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_1"], eps)
             q, k, v = self.linear(h, *layer["c_attn"]).view(rows, 3, heads, head_dim).unbind(1)
-            keys[row_index, :, :, positions] = k
-            values[row_index, :, positions] = v
-            scores = torch.matmul(q.unsqueeze(2), keys[:rows]).float().mul_(scale)
-            weights = torch.softmax(scores.masked_fill_(hidden, float("-inf")), dim=-1).to(self.dtype)
-            y = torch.matmul(weights, values[:rows]).reshape(rows, c.n_embd)
+            keys[row_index, :, positions] = k
+            values[row_index, :, :, positions] = v
+            y = self.attend(q, keys[:rows], values[:rows], hidden, scale).reshape(rows, c.n_embd)
             x = x + self.linear(y, *layer["c_proj"])
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
             x = x + self.linear(self.kernel.apply_gelu(h, *layer["c_fc"]), *layer["mlp_proj"])
