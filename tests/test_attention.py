@@ -16,11 +16,12 @@ PAD = 32
 def _batch(rows: int, length: int, dtype: torch.dtype, seed: int = 0):
     """Random queries and caches, and each row's last position (row 0 fills the whole length)."""
     gen = torch.Generator().manual_seed(seed)
-    q = torch.randn(rows, 3, HEADS, HEAD_DIM, generator=gen).to(dtype)[:, 0]  # a strided view, as in GPT2.step
-    keys = torch.randn(rows, HEADS, length, HEAD_DIM, generator=gen).to(dtype)
-    values = torch.randn(rows, HEADS, HEAD_DIM, length, generator=gen).to(dtype)
-    last = torch.randint(0, length, (rows,), generator=gen)
-    last[0] = length - 1
+    with torch.inference_mode():  # inference tensors, as GPT2.step passes
+        q = torch.randn(rows, 3, HEADS, HEAD_DIM, generator=gen).to(dtype)[:, 0]  # a strided view, as in GPT2.step
+        keys = torch.randn(rows, HEADS, length, HEAD_DIM, generator=gen).to(dtype)
+        values = torch.randn(rows, HEADS, HEAD_DIM, length, generator=gen).to(dtype)
+        last = torch.randint(0, length, (rows,), generator=gen)
+        last[0] = length - 1
     return q, keys, values, last
 
 
@@ -35,11 +36,11 @@ DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=[
 @IMPLEMENTATIONS
 @DTYPES
 def test_computes_masked_softmax_attention(name, dtype):
-    attend = choose_attention(dtype, name)[1]
+    attend = choose_attention(dtype, HEADS, HEAD_DIM, name)[1]
     q, keys, values, last = _batch(5, 64, dtype)
     scale = HEAD_DIM**-0.5
     with torch.inference_mode():
-        got = attend(q, keys, values, _hidden(last, 64), scale)
+        got = attend(q, keys, values, _hidden(last, 64))
     for row in range(5):
         n = int(last[row]) + 1
         k, v = keys[row, :, :n].double(), values[row, :, :, :n].double()
@@ -54,34 +55,42 @@ def test_computes_masked_softmax_attention(name, dtype):
 @pytest.mark.parametrize("rows,length", [(9, 5 * PAD), (HEADS, HEAD_DIM)])  # equal sizes get one symbol in torch
 def test_row_alone_equals_row_in_a_longer_batch(name, dtype, rows, length):
     """A row alone attends over its own padded length; in a batch, over the longest row's. Same bits."""
-    attend = choose_attention(dtype, name)[1]
+    attend = choose_attention(dtype, HEADS, HEAD_DIM, name)[1]
     q, keys, values, last = _batch(rows, length, dtype, seed=1)
     previous = torch.get_num_threads()
     with torch.inference_mode():
-        batch = attend(q, keys, values, _hidden(last, length), 0.125)
+        batch = attend(q, keys, values, _hidden(last, length))
         for threads in {1, previous}:
             torch.set_num_threads(threads)
             try:
                 for row in range(rows):
                     own = math.ceil((int(last[row]) + 1) / PAD) * PAD
                     alone = attend(q[row:row + 1], keys[row:row + 1, :, :own].contiguous(),
-                                   values[row:row + 1, ..., :own].contiguous(), _hidden(last[row:row + 1], own), 0.125)
+                                   values[row:row + 1, ..., :own].contiguous(), _hidden(last[row:row + 1], own))
                     assert torch.equal(alone[0], batch[row]), f"row {row} changed at {threads} threads"
                     pair = attend(q[row:row + 2], keys[row:row + 2], values[row:row + 2],
-                                  _hidden(last[row:row + 2], length), 0.125)
+                                  _hidden(last[row:row + 2], length))
                     assert torch.equal(pair[0], batch[row])
             finally:
                 torch.set_num_threads(previous)
 
 
+def test_compiled_attention_refuses_tensors_made_outside_inference_mode():
+    attend = choose_attention(torch.float32, HEADS, HEAD_DIM, "compiled")[1]
+    q, keys, values, last = _batch(2, 32, torch.float32)
+    q, keys, values = q.clone(), keys.clone(), values.clone()  # clones outside inference mode are normal tensors
+    with pytest.raises(ValueError, match="inference tensors"):
+        attend(q, keys, values, _hidden(last, 32))
+
+
 def test_unknown_name_is_refused():
     with pytest.raises(ValueError, match="attention must be one of"):
-        choose_attention(torch.float32, "fast")
+        choose_attention(torch.float32, HEADS, HEAD_DIM, "fast")
 
 
 def test_name_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("BILLIONSONGS_ATTENTION", "eager")
-    assert choose_attention(torch.float32)[0] == "eager"
+    assert choose_attention(torch.float32, HEADS, HEAD_DIM)[0] == "eager"
 
 
 def test_auto_falls_back_to_eager_when_compiling_fails(monkeypatch, caplog):
@@ -90,7 +99,7 @@ def test_auto_falls_back_to_eager_when_compiling_fails(monkeypatch, caplog):
 
     monkeypatch.setattr(attention, "_summed_compiled", no_compiler)
     with caplog.at_level(logging.WARNING, logger="billionsongs.model.attention"):
-        assert choose_attention(torch.float32, "auto")[0] == "eager"
+        assert choose_attention(torch.float32, HEADS, HEAD_DIM, "auto")[0] == "eager"
     assert "cc is not found" in caplog.text
     with pytest.raises(RuntimeError, match="BILLIONSONGS_ATTENTION=eager"):
-        choose_attention(torch.float32, "compiled")
+        choose_attention(torch.float32, HEADS, HEAD_DIM, "compiled")

@@ -31,67 +31,99 @@ log = logging.getLogger(__name__)
 
 CHOICES = ("auto", "compiled", "eager")
 
-Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _summed(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor,
-            scale: float) -> torch.Tensor:
+def _summed(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     """q (rows, heads, hd); keys (rows, heads, L, hd); values (rows, heads, hd, L); hidden (rows, 1, L) is
-    True where a position is past the row's end. Returns (rows, heads, hd) in q's dtype; fp32 inside."""
-    scores = (q.unsqueeze(2).float() * keys.float()).sum(-1) * scale
+    True where a position is past the row's end. Returns (rows, heads, hd) in q's dtype; fp32 inside.
+    Scores are scaled by 1/sqrt(hd), as GPT-2 does."""
+    scores = (q.unsqueeze(2).float() * keys.float()).sum(-1) * q.shape[-1] ** -0.5
     weights = torch.softmax(scores.masked_fill(hidden, -math.inf), dim=-1)
     return (weights.unsqueeze(2) * values.float()).sum(-1).to(q.dtype)
 
 
-def eager(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor,
-          scale: float) -> torch.Tensor:
+def eager(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     """The same attention as two batched matmuls around an fp32 softmax, for machines without a compiler."""
-    scores = torch.matmul(keys, q.unsqueeze(-1)).squeeze(-1).float().mul_(scale)
+    scores = torch.matmul(keys, q.unsqueeze(-1)).squeeze(-1).float().mul_(q.shape[-1] ** -0.5)
     weights = torch.softmax(scores.masked_fill_(hidden, -math.inf), dim=-1).to(q.dtype)
     return torch.matmul(values, weights.unsqueeze(-1)).squeeze(-1)
 
 
-_summed_compiled = torch.compile(_summed, dynamic=True)
+_summed_compiled = torch.compile(_summed, dynamic=False)
+
+# The sizes `prepare` compiles at. Inductor writes one kernel for every number of rows and every length,
+# but picks its loop order and vectorisation from the sizes it first sees: tiny ones gave a kernel a
+# third as fast. So those sizes are a typical batch, and always the same.
+TYPICAL_ROWS, TYPICAL_LENGTH = (32, 40), (160, 192)
 
 
-def compiled(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor,
-             scale: float) -> torch.Tensor:
-    """`_summed` compiled for dynamic sizes. Torch compiles another kernel for other memory layouts and for
-    a size-1 dimension, and another kernel can sum in another order; so inputs are made contiguous and
-    one row is sent as two: a song then meets the same kernel alone as in a batch."""
+def compiled(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """`_summed` as compiled by `prepare` for this dtype, head shape and thread count. Inputs must be
+    inference tensors, as `GPT2.step` makes (others would compile another kernel).
+
+    Anything that would make torch compile again here (another memory layout, a size-1 dimension, a new
+    thread count) could give another kernel, which can sum in another order. So inputs are made
+    contiguous, one row is sent as two, no compile may happen here, and a new thread count is compiled
+    by `prepare` the same way as the first."""
+    if not keys.is_inference():
+        raise ValueError("compiled attention takes inference tensors (run under torch.inference_mode())")
     q = q.contiguous()
     if q.shape[0] == 1:
-        return _summed_compiled(*(torch.cat([t, t]) for t in (q, keys, values, hidden)), scale)[:1]
-    return _summed_compiled(q, keys, values, hidden, scale)
+        return compiled(*(torch.cat([t, t]) for t in (q, keys, values, hidden)))[:1]
+    try:
+        with torch.compiler.set_stance("fail_on_recompile"):
+            return _summed_compiled(q, keys, values, hidden)
+    except RuntimeError as exc:
+        if "fail_on_recompile" not in str(exc):
+            raise
+    prepare(q.dtype, q.shape[1], q.shape[2])
+    with torch.compiler.set_stance("fail_on_recompile"):
+        return _summed_compiled(q, keys, values, hidden)
 
 
-def _compiles(dtype: torch.dtype) -> bool:
-    """Compile now, once per dtype, on sizes that are all different: torch gives equal sizes one symbol
-    ("duck sizing"), so a first call where, say, rows == heads would compile a kernel for that case
-    only, and another one for the next batch. Inference tensors, as `GPT2.step` passes."""
-    rows, heads, length, head_dim = 2, 3, 32, 5
+def prepare(dtype: torch.dtype, heads: int, head_dim: int) -> None:
+    """Compile the kernel for one dtype and head shape, dynamic in rows and length only, at the typical sizes.
+
+    Why all this care: which kernel a song meets must not depend on what the process did before. Heads
+    and head size stay static, so each model shape gets its own kernel. Torch gives equal sizes one
+    symbol and would make a dimension dynamic when it changes between calls ("automatic dynamic"); both
+    would let the first call's sizes, or another model loaded earlier, choose the kernel. Inference
+    tensors, as `GPT2.step` passes. Torch compiles anew for each thread count, and so does this, once per
+    count. Raises whatever Inductor raises when it cannot compile here."""
+    rows = next(r for r in TYPICAL_ROWS if r not in (heads, head_dim))
+    length = next(n for n in TYPICAL_LENGTH if n not in (rows, heads, head_dim))
     with torch.inference_mode():
         q = torch.ones(rows, heads, head_dim, dtype=dtype)
         keys = torch.ones(rows, heads, length, head_dim, dtype=dtype)
         values = torch.ones(rows, heads, head_dim, length, dtype=dtype)
         hidden = torch.zeros(rows, 1, length, dtype=torch.bool)
-        try:
-            compiled(q, keys, values, hidden, 0.5)
-        except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
-            log.warning("attention: torch.compile failed (%s: %s)", type(exc).__name__, str(exc).splitlines()[:1])
-            return False
+        for tensor, dims in ((q, (0,)), (keys, (0, 2)), (values, (0, 3)), (hidden, (0, 2))):
+            for dim in dims:
+                torch._dynamo.mark_dynamic(tensor, dim)
+        with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+            _summed_compiled(q, keys, values, hidden)
+
+
+def _compiles(dtype: torch.dtype, heads: int, head_dim: int) -> bool:
+    try:
+        prepare(dtype, heads, head_dim)
+    except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
+        log.warning("attention: torch.compile failed (%s: %s)", type(exc).__name__, str(exc).splitlines()[:1])
+        return False
     return True
 
 
-def choose_attention(dtype: torch.dtype, name: str | None = None) -> tuple[str, Attend]:
-    """The attention named by `name` (default $BILLIONSONGS_ATTENTION, else "auto") as (name, function).
-    "compiled" raises if this machine cannot compile; "auto" then falls back to "eager"."""
+def choose_attention(dtype: torch.dtype, heads: int, head_dim: int, name: str | None = None) -> tuple[str, Attend]:
+    """The attention named by `name` (default $BILLIONSONGS_ATTENTION, else "auto") as (name, function),
+    ready for `heads` heads of `head_dim`. "compiled" raises if this machine cannot compile; "auto" then
+    falls back to "eager"."""
     name = (name or os.environ.get("BILLIONSONGS_ATTENTION") or "auto").strip().lower()
     if name not in CHOICES:
         raise ValueError(f"attention must be one of {', '.join(CHOICES)}, not {name!r}")
     if name == "eager":
         return "eager", eager
-    if _compiles(dtype):
+    if _compiles(dtype, heads, head_dim):
         return "compiled", compiled
     if name == "compiled":
         raise RuntimeError("BILLIONSONGS_ATTENTION=compiled, but torch.compile failed here (see the log); "

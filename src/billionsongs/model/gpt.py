@@ -85,7 +85,7 @@ class GPT2:
                 weight, bias = layer[name]
                 layer[name] = (self.kernel.pack(weight), bias)
         self.lm_head = self.kernel.pack(self.wte)
-        self.attention_name, self.attend = choose_attention(dtype)
+        self.attention_name, self.attend = choose_attention(dtype, config.n_head, config.n_embd // config.n_head)
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         return self.kernel.apply(x, weight, bias)
@@ -106,14 +106,13 @@ class GPT2:
         length = cache.length
         row_index = torch.arange(rows)
         hidden = (torch.arange(length) > positions.unsqueeze(-1)).view(rows, 1, length)
-        scale = head_dim**-0.5
         x = self.wte[tokens] + self.wpe[positions]
         for layer, keys, values in zip(self.layers, cache.keys, cache.values, strict=True):
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_1"], eps)
             q, k, v = self.linear(h, *layer["c_attn"]).view(rows, 3, heads, head_dim).unbind(1)
             keys[row_index, :, positions] = k
             values[row_index, :, :, positions] = v
-            y = self.attend(q, keys[:rows], values[:rows], hidden, scale).reshape(rows, c.n_embd)
+            y = self.attend(q, keys[:rows], values[:rows], hidden).reshape(rows, c.n_embd)
             x = x + self.linear(y, *layer["c_proj"])
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
             x = x + self.linear(self.kernel.apply_gelu(h, *layer["c_fc"]), *layer["mlp_proj"])
