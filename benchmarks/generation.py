@@ -45,8 +45,10 @@ from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-SHORT = {"float32": "fp32", "bfloat16": "bf16"}
+# Our engine's precisions (billionsongs.model.precision), by the dtype of their linear layers' weights.
+# int8 keeps activations and the KV cache in bf16 (fp32 where bf16 is not native).
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8}
+SHORT = {"float32": "fp32", "bfloat16": "bf16", "int8": "int8"}
 GREEDY_CHECK = 5  # tokens of llama.cpp's greedy output compared with transformers' before timing it
 
 
@@ -104,9 +106,9 @@ class Shape:
         """2 FLOP per weight, plus QKᵀ and AV over `context` cached positions (4·context·d per layer)."""
         return 2 * self.matmul_params + 4 * self.n_layer * context * self.n_embd
 
-    def bytes_per_step(self, rows: int, context: int, itemsize: int) -> float:
+    def bytes_per_step(self, rows: int, context: int, weight_bytes: int, cache_bytes: int) -> float:
         """Bytes one decode step must read: all weights once, plus each row's keys and values."""
-        return (self.matmul_params + rows * 2 * self.n_layer * context * self.n_embd) * itemsize
+        return self.matmul_params * weight_bytes + rows * 2 * self.n_layer * context * self.n_embd * cache_bytes
 
 
 def model_shape(folder: Path) -> Shape:
@@ -142,14 +144,21 @@ class Probe:
 
 def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
     """GEMM of GPT-2's MLP shape (2048×768 @ 768×3072) for peak FLOP/s, plain `@` or the engine's prepacked
-    oneDNN kernel, whichever is faster; a 256 MiB sum/copy for bandwidth."""
+    oneDNN kernel, whichever is faster (int8: `torch._int_mm`, int32 sums, ops counted as FLOP); a 256 MiB
+    sum/copy for bandwidth."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     flops = {}
     m, k, n = 2048, 768, 3072
     for name in dtypes:
+        iters = 2 if quick else 10
+        if name == "int8":
+            a = torch.randint(-127, 128, (m, k), dtype=torch.int8, device=device)
+            b = torch.randint(-127, 128, (n, k), dtype=torch.int8, device=device).t()
+            seconds = best_seconds(lambda a=a, b=b, iters=iters: [torch._int_mm(a, b) for _ in range(iters)], 3, sync)
+            flops[name] = 2 * m * k * n * iters / seconds
+            continue
         a = torch.randn(m, k, device=device).to(DTYPES[name])
         b = torch.randn(k, n, device=device).to(DTYPES[name])
-        iters = 2 if quick else 10
         seconds = best_seconds(lambda a=a, b=b, iters=iters: [a @ b for _ in range(iters)], 3, sync)
         if device == "cpu" and packed_kernel_available(DTYPES[name]):
             # The engine's own kernel can beat plain `@` (prepacked weights): the ceiling is the faster of both.
@@ -169,7 +178,9 @@ def ceiling(shape: Shape, probe: Probe, dtype: str, rows: int, new_tokens: int) 
     """Roofline tokens/s for decoding `new_tokens` per row: the lower of compute- and memory-bound."""
     context = new_tokens // 2 + 1  # mean cached positions over the song
     compute = probe.flops[dtype] / shape.flops_per_token(context)
-    memory = rows * probe.read_bw / shape.bytes_per_step(rows, context, DTYPES[dtype].itemsize)
+    weight_bytes = DTYPES[dtype].itemsize
+    cache_bytes = 4 if dtype == "float32" or (dtype == "int8" and "bfloat16" not in probe.flops) else 2
+    memory = rows * probe.read_bw / shape.bytes_per_step(rows, context, weight_bytes, cache_bytes)
     return min(compute, memory)
 
 
@@ -280,7 +291,7 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[
     for device in args.devices:
         hf = GPT2LMHeadModel.from_pretrained(folder).eval().to(device)
         # Our engine allocates its weights, cache and draws on the CPU: it has no device option yet.
-        gens = {} if device != "cpu" else {d: Generator(str(folder), dtype=DTYPES[d], max_tokens=n)
+        gens = {} if device != "cpu" else {d: Generator(str(folder), dtype=d, max_tokens=n)
                                            for d in args.dtypes}
         for d, g in gens.items():
             chosen = f"linear {g.gpt.kernel.name}, attention {g.gpt.attention_name}"
@@ -336,7 +347,7 @@ def bench_natural(name: str, folder: Path, dtype: str, songs: int, batch: int, r
     Best of `repeats` like the fixed-length runs: the first pass also pays one-time costs (kernel
     selection for each new row count as the batch shrinks), which a long-running server pays once.
     """
-    gen = Generator(str(folder), dtype=DTYPES[dtype])
+    gen = Generator(str(folder), dtype=dtype)
     s = None
     for _ in range(repeats):
         gen.stats = engine.GenerationStats()
@@ -357,7 +368,7 @@ def profile_generation(folder: Path, dtype: str, batch: int, tokens: int) -> str
     """
     from torch.profiler import ProfilerActivity, profile
 
-    gen = Generator(str(folder), dtype=DTYPES[dtype], max_tokens=tokens)
+    gen = Generator(str(folder), dtype=dtype, max_tokens=tokens)
     time_ours(gen, batch, tokens)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         seconds, _ = time_ours(gen, batch, tokens)
@@ -421,7 +432,10 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
     head = ["model", "device", "batch", "generate() fp32 tok/s"]
     for d in dtypes:
         head += [f"ours {SHORT[d]} tok/s", f"{SHORT[d]} ÷ generate()", f"{SHORT[d]} % of {SHORT[d]} ceiling"]
-    head += ["llama.cpp bf16 tok/s", "ours bf16 ÷ llama.cpp"]
+        if d == "int8" and "bfloat16" in dtypes:  # issue 7's target is a share of the bf16 ceiling
+            head += ["int8 % of bf16 ceiling"]
+    versus_llama = [d for d in ("bfloat16", "int8") if d in dtypes]
+    head += ["llama.cpp bf16 tok/s", *(f"ours {SHORT[d]} ÷ llama.cpp" for d in versus_llama)]
     head += [f"ceiling {'/'.join(SHORT[d] for d in dtypes)} tok/s", f"songs/min ({n} tok, ours best)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -429,8 +443,10 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
         for d in dtypes:
             v = r.ours.get(d)
             cells += [fmt(v), f"{v / r.hf:.2f}×", f"{100 * v / r.ceiling[d]:.0f}%"] if v else ["n/a"] * 3
-        bf16 = r.ours.get("bfloat16")
-        cells += [fmt(r.llama) if r.llama else "n/a", f"{bf16 / r.llama:.2f}×" if r.llama and bf16 else "n/a"]
+            if d == "int8" and "bfloat16" in dtypes:
+                cells += [f"{100 * v / r.ceiling['bfloat16']:.0f}%" if v else "n/a"]
+        cells += [fmt(r.llama) if r.llama else "n/a"]
+        cells += [f"{r.ours[d] / r.llama:.2f}×" if r.llama and r.ours.get(d) else "n/a" for d in versus_llama]
         best = max(r.ours.values(), default=0.0)
         cells += ["/".join(fmt(r.ceiling[d]) for d in dtypes), fmt(best / n * 60) if best else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -468,7 +484,7 @@ def plot(rows: list[Row], dtypes: list[str], path: Path, n: int) -> None:
         rs = [r for r in rows if (r.model, r.device) == (model, device)]
         xs = [r.batch for r in rs]
         ax.plot(xs, [r.hf for r in rs], "o-", color="gray", label="generate() fp32")
-        for d, color in zip(dtypes, ("tab:blue", "tab:orange"), strict=False):
+        for d, color in zip(dtypes, ("tab:blue", "tab:orange", "tab:red"), strict=False):
             if all(d in r.ours for r in rs):
                 ax.plot(xs, [r.ours[d] for r in rs], "o-", color=color, label=f"ours {SHORT[d]}")
             ax.plot(xs, [r.ceiling[d] for r in rs], "--", color=color, alpha=0.6, label=f"ceiling {SHORT[d]}")
@@ -493,8 +509,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", default="1,8,32,64", help="comma-separated batch sizes (default 1,8,32,64)")
     p.add_argument("--new-tokens", type=int, default=256,
                    help="tokens every song gets in the fixed-length runs (default 256; must be < the context)")
-    p.add_argument("--dtypes", default="float32,bfloat16",
-                   help="our engine's dtypes, comma-separated from float32,bfloat16 (generate() is always fp32)")
+    p.add_argument("--dtypes", default="float32,bfloat16,int8",
+                   help="our engine's precisions, comma-separated from float32,bfloat16,int8 (default all three; "
+                        "int8 = int8 linear layers, bf16 elsewhere; generate() is always fp32)")
     p.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best counts (default 2)")
     p.add_argument("--model", action="append", default=[], metavar="PATH",
                    help="extra GPT-2-format folder to benchmark (repeatable); the bundled model is added when "

@@ -41,3 +41,12 @@ def test_web_benchmark_runs_against_the_real_server(on_ci):
             "stored song page, stream open"} <= rows
     assert "errors)" not in done.stdout  # every response was a 2xx/3xx
     assert "SSE lines received" in done.stdout
+
+
+def test_precision_quality_scores_every_precision(songdata_csv):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "precision_quality.py"), "--no-append", "--csv",
+                           str(songdata_csv), "--songs", "4", "--tokens", "16"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["float32", "bfloat16", "int8"]

@@ -14,9 +14,9 @@ from billionsongs.model.loading import load_model
 from billionsongs.model.rng import uniforms
 
 
-@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16, "int8"], ids=["fp32", "bf16", "int8"])
 def generator(tiny_model_dir, request):
-    """Every determinism test runs in both dtypes: each is a supported way to run the engine."""
+    """Every determinism test runs in every precision: each is a supported way to run the engine."""
     return Generator(str(tiny_model_dir), dtype=request.param)
 
 
@@ -52,7 +52,7 @@ def test_same_id_alone_equals_inside_any_batch(generator):
 
 
 @pytest.mark.parametrize("attention", ["compiled", "eager"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, "int8"], ids=["fp32", "bf16", "int8"])
 def test_rows_ignore_their_batch_at_gpt2_width(gpt2_width_model_dir, dtype, attention, monkeypatch):
     """The tiny fixture's 32-wide layers never reach the GEMM kernels GPT-2's 768/3072 layers do."""
     monkeypatch.setenv("BILLIONSONGS_ATTENTION", attention)

@@ -4,24 +4,39 @@ import pytest
 import torch
 
 from billionsongs.model.generate import Generator
-from billionsongs.model.precision import native_bf16, resolve_dtype
+from billionsongs.model.precision import Precision, native_bf16, resolve_precision
 
 
 def test_auto_is_bf16_exactly_where_the_hardware_has_it(monkeypatch):
     monkeypatch.delenv("BILLIONSONGS_DTYPE", raising=False)
     expected = torch.bfloat16 if native_bf16() else torch.float32
-    assert resolve_dtype() == resolve_dtype("auto") == expected
+    assert resolve_precision() == resolve_precision("auto") == Precision(expected)
 
 
 def test_environment_and_names_pick_the_dtype(monkeypatch):
     monkeypatch.setenv("BILLIONSONGS_DTYPE", "bfloat16")
-    assert resolve_dtype() == torch.bfloat16
-    assert resolve_dtype("float32") == torch.float32  # an explicit choice beats the environment
+    assert resolve_precision() == Precision(torch.bfloat16)
+    assert resolve_precision("float32") == Precision(torch.float32)  # an explicit choice beats the environment
+    assert resolve_precision(torch.float32) == Precision(torch.float32)
     with pytest.raises(ValueError, match="dtype must be one of"):
-        resolve_dtype("float16")
+        resolve_precision("float16")
+    with pytest.raises(ValueError, match="dtype must be"):
+        resolve_precision(torch.float16)
+
+
+def test_int8_keeps_the_auto_dtype_for_everything_but_the_linear_layers(monkeypatch):
+    monkeypatch.delenv("BILLIONSONGS_DTYPE", raising=False)
+    int8 = resolve_precision("int8")
+    assert int8 == Precision(resolve_precision("auto").dtype, int8=True) and int8.name == "int8"
 
 
 def test_generator_follows_the_environment(monkeypatch, tiny_model_dir):
     monkeypatch.setenv("BILLIONSONGS_DTYPE", "bfloat16")
     assert Generator(str(tiny_model_dir)).gpt.dtype == torch.bfloat16
     assert Generator(str(tiny_model_dir), dtype="float32").gpt.dtype == torch.float32
+
+
+def test_int8_generator_quantizes_its_linear_layers(monkeypatch, tiny_model_dir):
+    monkeypatch.setenv("BILLIONSONGS_DTYPE", "int8")
+    generator = Generator(str(tiny_model_dir))
+    assert generator.precision.int8 and generator.gpt.kernel.name == "int8-dynamic"

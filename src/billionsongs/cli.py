@@ -35,9 +35,10 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                         "past that those words are masked (default 8; 0 = off)")
     p.add_argument("--max-tokens", type=int, default=None, metavar="N",
                    help="stop a song after N tokens and record it as 'too long' (default: the model's context)")
-    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=None,
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "int8"), default=None,
                    help="compute precision (default $BILLIONSONGS_DTYPE, else auto: bfloat16 where the CPU or "
-                        "GPU has native bf16, float32 elsewhere); songs differ between precisions")
+                        "GPU has native bf16, float32 elsewhere; int8: linear layers in int8, the rest as auto, "
+                        "faster on a CPU at some cost in quality); songs differ between precisions")
     p.set_defaults(func=_run_generate)
 
 

@@ -22,7 +22,7 @@ from billionsongs.lyrics.document import derive_title, split_document
 from billionsongs.model.chant import ChantGuard
 from billionsongs.model.gpt import GPT2
 from billionsongs.model.loading import LoadedModel, load_model
-from billionsongs.model.precision import resolve_dtype
+from billionsongs.model.precision import Precision, resolve_precision
 from billionsongs.model.rng import uniforms
 from billionsongs.model.sampling import SamplingSettings, sample
 
@@ -66,13 +66,13 @@ class GenerationStats:
 class Generator:
     """Holds one loaded model and writes songs for IDs."""
 
-    def __init__(self, model: LoadedModel | str | None = None, *, dtype: torch.dtype | str | None = None,
+    def __init__(self, model: LoadedModel | str | None = None, *, dtype: Precision | torch.dtype | str | None = None,
                  settings: SamplingSettings | None = None, max_tokens: int | None = None):
-        """`dtype`: a torch dtype or a `precision.resolve_dtype` name; default $BILLIONSONGS_DTYPE or auto."""
+        """`dtype`: a torch dtype, a Precision or its name ("int8", ...); default $BILLIONSONGS_DTYPE or auto."""
         self.loaded = model if isinstance(model, LoadedModel) else load_model(model)
-        if not isinstance(dtype, torch.dtype):
-            dtype = resolve_dtype(dtype)
-        self.gpt = GPT2(self.loaded.config, self.loaded.state_dict, dtype=dtype)
+        self.precision = resolve_precision(dtype)
+        self.gpt = GPT2(self.loaded.config, self.loaded.state_dict, dtype=self.precision.dtype,
+                        int8=self.precision.int8)
         self.settings = settings or SamplingSettings()
         self.chant_guard = ChantGuard(self.loaded.tokenizer, self.settings.max_chant_words)
         limit = self.loaded.config.n_positions

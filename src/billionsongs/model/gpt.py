@@ -2,7 +2,8 @@
 
 Why not `transformers`' forward: we need (1) a cache whose rows come and go as songs end and new ones
 start (continuous batching), and (2) results per row that are bit-identical whatever else is in the
-batch. Linear layers get that from `linear.choose_kernel`, which probes the backend once; attention
+batch. Linear layers get that from `linear.choose_kernel`, which probes the backend once (or from exact
+integer sums, in int8: `quantized.py`); attention
 from `attention.py`, whose reductions run over one row's own cache.
 
 Rows sit at different positions, so attention runs over the longest row's keys with later keys masked.
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from billionsongs.model.attention import choose_attention
 from billionsongs.model.linear import choose_kernel
 from billionsongs.model.loading import GPT2Config
+from billionsongs.model.quantized import INT8, int8_available
 
 ATTENTION_PAD = 32
 
@@ -58,7 +60,11 @@ class KVCache:
 class GPT2:
     """GPT-2 forward for decoding one token per row per step."""
 
-    def __init__(self, config: GPT2Config, state_dict: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32):
+    def __init__(self, config: GPT2Config, state_dict: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32,
+                 int8: bool = False):
+        """`int8`: linear layers in int8 (`quantized.py`), everything else in `dtype`."""
+        if int8 and not int8_available():
+            raise ValueError("int8 linear layers need torch._int_mm on the CPU")
         self.config = config
         self.dtype = dtype
         sd = {k: v.to(dtype) for k, v in state_dict.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
@@ -79,7 +85,7 @@ class GPT2:
                 }
             )
         self.ln_f = (sd["ln_f.weight"], sd["ln_f.bias"])
-        self.kernel = choose_kernel([self.layers[0]["c_fc"], self.layers[0]["mlp_proj"]])
+        self.kernel = choose_kernel([self.layers[0]["c_fc"], self.layers[0]["mlp_proj"]], [INT8] if int8 else None)
         for layer in self.layers:
             for name in ("c_attn", "c_proj", "c_fc", "mlp_proj"):
                 weight, bias = layer[name]

@@ -18,6 +18,7 @@ random rows, either path), so both send one row as two.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,8 @@ ROW_TILE = 16
 PROBE_ROWS = (2, 3, 8, 17, 33, 67)
 
 
-Apply = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+# (x, weight as the kernel's `pack` returned it, bias) -> x @ W.T + b
+Apply = Callable[[torch.Tensor, Any, torch.Tensor | None], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -35,11 +37,11 @@ class LinearKernel:
     where the backend has it, runs it followed by GPT-2's tanh GELU in one pass over the output."""
 
     name: str
-    pack: Callable[[torch.Tensor], torch.Tensor]
+    pack: Callable[[torch.Tensor], Any]
     apply: Apply
     fused_gelu: Apply | None = None
 
-    def apply_gelu(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def apply_gelu(self, x: torch.Tensor, weight: Any, bias: torch.Tensor | None) -> torch.Tensor:
         if self.fused_gelu is not None:
             return self.fused_gelu(x, weight, bias)
         return F.gelu(self.apply(x, weight, bias), approximate="tanh")
@@ -128,10 +130,12 @@ def is_row_invariant(kernel: LinearKernel, weight: torch.Tensor, bias: torch.Ten
     return True
 
 
-def choose_kernel(weights: list[tuple[torch.Tensor, torch.Tensor | None]]) -> LinearKernel:
-    """The fastest kernel that is row-invariant for every (weight, bias) given (one of each shape)."""
+def choose_kernel(weights: list[tuple[torch.Tensor, torch.Tensor | None]],
+                  candidates: list[LinearKernel] | None = None) -> LinearKernel:
+    """The first of `candidates` (default: this dtype's, fastest first) that is row-invariant for every
+    (weight, bias) given (one of each shape)."""
     weight = weights[0][0]
-    for kernel in _candidates(weight.dtype, weight.device):
+    for kernel in candidates or _candidates(weight.dtype, weight.device):
         if all(is_row_invariant(kernel, w, b) for w, b in weights):
             return kernel
     raise RuntimeError("no batch-invariant matmul found on this backend")
