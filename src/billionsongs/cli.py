@@ -39,6 +39,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="compute precision (default $BILLIONSONGS_DTYPE, else auto: bfloat16 where the CPU or "
                         "GPU has native bf16, float32 elsewhere; int8: linear layers in int8, the rest as auto, "
                         "faster on a CPU at some cost in quality); songs differ between precisions")
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help="auto, cpu, cuda or cuda:N (default $BILLIONSONGS_DEVICE, else auto: the first CUDA GPU "
+                        "torch sees, else the CPU); songs differ between devices")
     p.set_defaults(func=_run_generate)
 
 
@@ -54,7 +57,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     try:
         settings = SamplingSettings(args.temperature, args.top_k, args.top_p, args.max_chant_words)
         generator = Generator(args.model, dtype=args.dtype, settings=settings,
-                              max_tokens=args.max_tokens)
+                              max_tokens=args.max_tokens, device=args.device)
     except (ModelLoadError, ValueError) as exc:
         print(f"billionsongs generate: error: {exc}", file=sys.stderr)
         return 1

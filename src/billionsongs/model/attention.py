@@ -114,14 +114,18 @@ def _compiles(dtype: torch.dtype, heads: int, head_dim: int) -> bool:
     return True
 
 
-def choose_attention(dtype: torch.dtype, heads: int, head_dim: int, name: str | None = None) -> tuple[str, Attend]:
+def choose_attention(dtype: torch.dtype, heads: int, head_dim: int, name: str | None = None,
+                     device: torch.device | None = None) -> tuple[str, Attend]:
     """The attention named by `name` (default $BILLIONSONGS_ATTENTION, else "auto") as (name, function),
     ready for `heads` heads of `head_dim`. "compiled" raises if this machine cannot compile; "auto" then
-    falls back to "eager"."""
+    falls back to "eager". The compiled kernel is the CPU's: on a GPU, "auto" is eager (batched matmuls)."""
     name = (name or os.environ.get("BILLIONSONGS_ATTENTION") or "auto").strip().lower()
     if name not in CHOICES:
         raise ValueError(f"attention must be one of {', '.join(CHOICES)}, not {name!r}")
-    if name == "eager":
+    on_cpu = device is None or device.type == "cpu"
+    if name == "compiled" and not on_cpu:
+        raise ValueError(f"BILLIONSONGS_ATTENTION=compiled is for the CPU; on {device} use auto or eager")
+    if name == "eager" or not on_cpu:
         return "eager", eager
     if _compiles(dtype, heads, head_dim):
         return "compiled", compiled

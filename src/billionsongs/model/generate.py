@@ -20,6 +20,7 @@ import torch
 
 from billionsongs.lyrics.document import derive_title, split_document
 from billionsongs.model.chant import ChantGuard
+from billionsongs.model.device import resolve_device
 from billionsongs.model.gpt import GPT2
 from billionsongs.model.loading import LoadedModel, load_model
 from billionsongs.model.precision import Precision, resolve_precision
@@ -67,12 +68,15 @@ class Generator:
     """Holds one loaded model and writes songs for IDs."""
 
     def __init__(self, model: LoadedModel | str | None = None, *, dtype: Precision | torch.dtype | str | None = None,
-                 settings: SamplingSettings | None = None, max_tokens: int | None = None):
-        """`dtype`: a torch dtype, a Precision or its name ("int8", ...); default $BILLIONSONGS_DTYPE or auto."""
+                 settings: SamplingSettings | None = None, max_tokens: int | None = None,
+                 device: torch.device | str | None = None):
+        """`dtype`: a torch dtype, a Precision or its name ("int8", ...); default $BILLIONSONGS_DTYPE or auto.
+        `device`: "cpu", "cuda" or "auto"; default $BILLIONSONGS_DEVICE or auto (`device.py`)."""
         self.loaded = model if isinstance(model, LoadedModel) else load_model(model)
-        self.precision = resolve_precision(dtype)
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(dtype, self.device)
         self.gpt = GPT2(self.loaded.config, self.loaded.state_dict, dtype=self.precision.dtype,
-                        int8=self.precision.int8)
+                        int8=self.precision.int8, device=self.device)
         self.settings = settings or SamplingSettings()
         self.chant_guard = ChantGuard(self.loaded.tokenizer, self.settings.max_chant_words)
         limit = self.loaded.config.n_positions
@@ -104,13 +108,13 @@ class Generator:
         # Per row: song ID, tokens written so far (its position is their count).
         row_ids: list[int] = [next(waiting) for _ in range(rows)]
         written: list[list[int]] = [[] for _ in range(rows)]
-        tokens = torch.full((rows,), eot, dtype=torch.long)
+        tokens = torch.full((rows,), eot, dtype=torch.long, device=self.device)
         while row_ids:
             n = len(row_ids)
             positions = torch.tensor([len(w) for w in written])
             logits = self.gpt.step(tokens, positions, cache)
             self._mask_chants(logits, written)
-            u = torch.from_numpy(uniforms(row_ids, positions.numpy()))
+            u = torch.from_numpy(uniforms(row_ids, positions.numpy())).to(self.device)
             chosen = sample(logits, u, self.settings).tolist()
             self.stats.steps += 1
             self.stats.row_steps += n
@@ -132,10 +136,11 @@ class Generator:
                 chosen[row] = token
             if survivors and len(survivors) < n:
                 longest = max((len(written[r]) for r in survivors), default=0) + 1
-                cache.move(torch.tensor(survivors, dtype=torch.long), torch.arange(len(survivors)), longest)
+                kept = torch.tensor(survivors, device=self.device)
+                cache.move(kept, torch.arange(len(survivors), device=self.device), longest)
             row_ids = [row_ids[r] for r in survivors]
             written = [written[r] for r in survivors]
-            tokens = torch.tensor([chosen[r] for r in survivors], dtype=torch.long)
+            tokens = torch.tensor([chosen[r] for r in survivors], dtype=torch.long, device=self.device)
         self.stats.batches += 1
         self.stats.tokens += sum(len(tokens) for tokens, _ in results.values())
         self.stats.seconds += time.perf_counter() - started

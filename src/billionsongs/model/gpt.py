@@ -34,9 +34,10 @@ class KVCache:
     clearing: masked positions get probability exactly 0, and 0 times a finite stale value is 0.
     """
 
-    def __init__(self, rows: int, layers: int, heads: int, head_dim: int, dtype: torch.dtype):
-        self.keys = [torch.zeros(rows, heads, 0, head_dim, dtype=dtype) for _ in range(layers)]
-        self.values = [torch.zeros(rows, heads, head_dim, 0, dtype=dtype) for _ in range(layers)]
+    def __init__(self, rows: int, layers: int, heads: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device | None = None):
+        self.keys = [torch.zeros(rows, heads, 0, head_dim, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(rows, heads, head_dim, 0, dtype=dtype, device=device) for _ in range(layers)]
 
     @property
     def length(self) -> int:
@@ -61,13 +62,16 @@ class GPT2:
     """GPT-2 forward for decoding one token per row per step."""
 
     def __init__(self, config: GPT2Config, state_dict: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32,
-                 int8: bool = False):
-        """`int8`: linear layers in int8 (`quantized.py`), everything else in `dtype`."""
-        if int8 and not int8_available():
-            raise ValueError("int8 linear layers need torch._int_mm on the CPU")
+                 int8: bool = False, device: torch.device | None = None):
+        """`int8`: linear layers in int8 (`quantized.py`), everything else in `dtype`; all of it on `device`
+        (default CPU)."""
+        self.device = device or torch.device("cpu")
+        if int8 and not int8_available(self.device):
+            raise ValueError(f"int8 linear layers run on the CPU only, not on {self.device} (use bfloat16 there)")
         self.config = config
         self.dtype = dtype
-        sd = {k: v.to(dtype) for k, v in state_dict.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        sd = {k: v.to(device=self.device, dtype=dtype) for k, v in state_dict.items()
+              if not k.endswith((".attn.bias", ".attn.masked_bias"))}
         self.wte = sd["wte.weight"].contiguous()
         self.wpe = sd["wpe.weight"].contiguous()
         self.layers = []
@@ -91,27 +95,30 @@ class GPT2:
                 weight, bias = layer[name]
                 layer[name] = (self.kernel.pack(weight), bias)
         self.lm_head = self.kernel.pack(self.wte)
-        self.attention_name, self.attend = choose_attention(dtype, config.n_head, config.n_embd // config.n_head)
+        self.attention_name, self.attend = choose_attention(dtype, config.n_head, config.n_embd // config.n_head,
+                                                            device=self.device)
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         return self.kernel.apply(x, weight, bias)
 
     def new_cache(self, rows: int) -> KVCache:
         c = self.config
-        return KVCache(rows, c.n_layer, c.n_head, c.n_embd // c.n_head, self.dtype)
+        return KVCache(rows, c.n_layer, c.n_head, c.n_embd // c.n_head, self.dtype, self.device)
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Feed token i at positions[i] for rows 0..n-1 of the cache; return logits (n, vocab) in the model's
-        dtype (sampling takes its top-k there and converts only those: half the work of converting all)."""
+        dtype (sampling takes its top-k there and converts only those: half the work of converting all).
+        `positions` may sit on the CPU whatever the device: the cache's length is read from it."""
         c = self.config
         rows = tokens.shape[0]
         heads, head_dim = c.n_head, c.n_embd // c.n_head
         eps = c.layer_norm_epsilon
         cache.reserve(int(positions.max()) + 1)
         length = cache.length
-        row_index = torch.arange(rows)
-        hidden = (torch.arange(length) > positions.unsqueeze(-1)).view(rows, 1, length)
+        positions = positions.to(self.device)
+        row_index = torch.arange(rows, device=self.device)
+        hidden = (torch.arange(length, device=self.device) > positions.unsqueeze(-1)).view(rows, 1, length)
         x = self.wte[tokens] + self.wpe[positions]
         for layer, keys, values in zip(self.layers, cache.keys, cache.values, strict=True):
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_1"], eps)

@@ -33,15 +33,17 @@ class Precision:
         return "int8" if self.int8 else str(self.dtype).removeprefix("torch.")
 
 
-def native_bf16() -> bool:
-    """Does this machine compute bf16 matmuls in hardware?"""
-    if torch.cuda.is_available():
+def native_bf16(device: torch.device | None = None) -> bool:
+    """Does `device` (default: the CPU, or CUDA where torch sees a GPU) compute bf16 matmuls in hardware?"""
+    if device is None and torch.cuda.is_available() or device is not None and device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def resolve_precision(name: "str | torch.dtype | Precision | None" = None) -> Precision:
-    """`name` (one of CHOICES or a float dtype; default $BILLIONSONGS_DTYPE, else "auto") as a Precision."""
+def resolve_precision(name: "str | torch.dtype | Precision | None" = None,
+                      device: torch.device | None = None) -> Precision:
+    """`name` (one of CHOICES or a float dtype; default $BILLIONSONGS_DTYPE, else "auto") as a Precision
+    for `device` (what "auto" picks depends on it)."""
     if isinstance(name, Precision):
         return name
     if isinstance(name, torch.dtype):
@@ -52,5 +54,5 @@ def resolve_precision(name: "str | torch.dtype | Precision | None" = None) -> Pr
     if name not in CHOICES:
         raise ValueError(f"dtype must be one of {', '.join(CHOICES)}, not {name!r}")
     if name in ("auto", "int8"):
-        return Precision(torch.bfloat16 if native_bf16() else torch.float32, int8=name == "int8")
+        return Precision(torch.bfloat16 if native_bf16(device) else torch.float32, int8=name == "int8")
     return Precision(getattr(torch, name))
