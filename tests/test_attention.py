@@ -55,7 +55,27 @@ def test_computes_masked_softmax_attention(name, dtype):
 @pytest.mark.parametrize("rows,length", [(9, 5 * PAD), (HEADS, HEAD_DIM)])  # equal sizes get one symbol in torch
 def test_row_alone_equals_row_in_a_longer_batch(name, dtype, rows, length):
     """A row alone attends over its own padded length; in a batch, over the longest row's. Same bits."""
-    attend = choose_attention(dtype, HEADS, HEAD_DIM, name)[1]
+    _assert_rows_ignore_their_batch(choose_attention(dtype, HEADS, HEAD_DIM, name)[1], dtype, rows, length)
+
+
+def test_many_compiled_shapes_in_one_process_keep_rows_exact():
+    """Past dynamo's default limit of 8 compiled entries, a new thread count silently ran the kernel
+    eagerly, whose sums differ from the compiled ones: a row alone at 1 thread no longer matched its
+    batch at 2. A process that has compiled many shapes (tests, benchmarks) must still get exact rows."""
+    attend = choose_attention(torch.bfloat16, HEADS, HEAD_DIM, "compiled")[1]  # compiled before the others
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for dtype in (torch.float32, torch.bfloat16):
+                for heads, head_dim in ((2, 16), (4, 64), (6, 32)):
+                    choose_attention(dtype, heads, head_dim, "compiled")
+    finally:
+        torch.set_num_threads(previous)
+    _assert_rows_ignore_their_batch(attend, torch.bfloat16, 9, 5 * PAD)  # needs one more entry at 1 thread
+
+
+def _assert_rows_ignore_their_batch(attend, dtype: torch.dtype, rows: int, length: int) -> None:
     q, keys, values, last = _batch(rows, length, dtype, seed=1)
     previous = torch.get_num_threads()
     with torch.inference_mode():

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from billionsongs.model.linear import GEMM, LinearKernel, choose_kernel, is_row_invariant
-from billionsongs.model.quantized import INT8
+from billionsongs.model.quantized import int8_kernel
+
+INT8 = int8_kernel(torch.float32)
 
 
 def _weight(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +69,9 @@ def test_int8_linear_is_close_to_the_float_one_and_exact_per_row():
     exact = F.linear(x, weight, bias)
     assert ((alone - exact).norm() / exact.norm()).item() < 0.02
     assert choose_kernel([(weight, bias)], [INT8]) is INT8
+    gelu = INT8.apply_gelu(x, packed, bias)
+    assert gelu.dtype == torch.float32 and torch.equal(gelu, F.gelu(alone, approximate="tanh"))
+    assert int8_kernel(torch.bfloat16).apply(x, packed, bias).dtype == torch.bfloat16
 
 
 def test_int8_leaves_a_float32_input_untouched():

@@ -56,6 +56,7 @@ _summed_compiled = torch.compile(_summed, dynamic=False)
 # but picks its loop order and vectorisation from the sizes it first sees: tiny ones gave a kernel a
 # third as fast. So those sizes are a typical batch, and always the same.
 TYPICAL_ROWS, TYPICAL_LENGTH = (32, 40), (160, 192)
+RECOMPILE_LIMIT = 256  # compiled entries of the kernel per process (see `prepare`)
 
 
 def compiled(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
@@ -101,7 +102,12 @@ def prepare(dtype: torch.dtype, heads: int, head_dim: int) -> None:
         for tensor, dims in ((q, (0,)), (keys, (0, 2)), (values, (0, 3)), (hidden, (0, 2))):
             for dim in dims:
                 torch._dynamo.mark_dynamic(tensor, dim)
-        with torch._dynamo.config.patch(automatic_dynamic_shapes=False):
+        # Each (dtype, head shape, thread count) is one more compiled entry of `_summed`. Past dynamo's limit
+        # of 8 it would quietly run `_summed` eagerly, whose sums do see the batch: a process that had used
+        # three models in two dtypes at two thread counts broke row invariance. So no limit that matters,
+        # and reaching it fails loudly.
+        with torch._dynamo.config.patch(automatic_dynamic_shapes=False, recompile_limit=RECOMPILE_LIMIT,
+                                        fail_on_recompile_limit_hit=True):
             _summed_compiled(q, keys, values, hidden)
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from billionsongs.model.attention import choose_attention
 from billionsongs.model.linear import choose_kernel
 from billionsongs.model.loading import GPT2Config
-from billionsongs.model.quantized import INT8, int8_available
+from billionsongs.model.quantized import int8_available, int8_kernel
 
 ATTENTION_PAD = 32
 
@@ -89,7 +89,8 @@ class GPT2:
                 }
             )
         self.ln_f = (sd["ln_f.weight"], sd["ln_f.bias"])
-        self.kernel = choose_kernel([self.layers[0]["c_fc"], self.layers[0]["mlp_proj"]], [INT8] if int8 else None)
+        self.kernel = choose_kernel([self.layers[0]["c_fc"], self.layers[0]["mlp_proj"]],
+                                    [int8_kernel(dtype)] if int8 else None)
         for layer in self.layers:
             for name in ("c_attn", "c_proj", "c_fc", "mlp_proj"):
                 weight, bias = layer[name]

@@ -20,6 +20,7 @@ measure before serving another model in int8.
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from billionsongs.model.linear import LinearKernel
 
@@ -42,7 +43,7 @@ def quantize_weight(weight: torch.Tensor) -> QuantizedWeight:
 
 
 def int8_linear(x: torch.Tensor, weight: QuantizedWeight, bias: torch.Tensor | None) -> torch.Tensor:
-    """`x @ W.T + b` in int8 with int32 sums, returned in x's dtype. Few, in-place ops: at batch 1 each
+    """`x @ W.T + b` in int8 with int32 sums, returned in float32. Few, in-place ops: at batch 1 each
     extra tensor op costs about as much as a small layer's matmul does. One row goes to the backend as one
     row: its one-row kernel adds in another order, which exact sums make harmless (and it is faster)."""
     x32 = x.float()
@@ -51,10 +52,21 @@ def int8_linear(x: torch.Tensor, weight: QuantizedWeight, bias: torch.Tensor | N
     out = torch._int_mm(quantized, weight.values.t()).float().mul_(scale).mul_(weight.scale)
     if bias is not None:
         out += bias
-    return out.to(x.dtype)
+    return out
 
 
-INT8 = LinearKernel("int8-dynamic", quantize_weight, int8_linear)
+def int8_kernel(dtype: torch.dtype) -> LinearKernel:
+    """The int8 linear kernel for a model computing in `dtype`: outputs in `dtype`, except the fused
+    GELU's, which stays float32 because its only reader is the next int8 layer (it would convert it
+    back: two passes over the MLP's widest activation saved, and GELU runs in fp32's faster kernel)."""
+
+    def apply(x: torch.Tensor, weight: QuantizedWeight, bias: torch.Tensor | None) -> torch.Tensor:
+        return int8_linear(x, weight, bias).to(dtype)
+
+    def apply_gelu(x: torch.Tensor, weight: QuantizedWeight, bias: torch.Tensor | None) -> torch.Tensor:
+        return F.gelu(int8_linear(x, weight, bias), approximate="tanh")
+
+    return LinearKernel("int8-dynamic", quantize_weight, apply, apply_gelu)
 
 
 def int8_available(device: torch.device | None = None) -> bool:
