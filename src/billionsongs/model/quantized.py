@@ -4,8 +4,9 @@ to int8 with its own scale, products summed in int32.
 Why int8: a decode step streams every weight once, so at batch 1 it is bound by memory, and int8 halves
 the bytes of bf16; batched, the CPU's int8 dot products (AVX512-VNNI) do twice the work per cycle of bf16.
 Measured on the 2-vCPU Zen 4 for GPT-2 124M's layers (weights out of cache): 4.8 against 8.1 ms per step
-at 1 row, 17 against 23 ms at 32 and 25 against 38 ms at 64. The bundled model's validation perplexity
-went from 58.79 (bf16) to 58.84 (benchmarks/RESULTS.md has the run).
+at 1 row, 17 against 23 ms at 32 and 25 against 38 ms at 64; the whole engine, 1.28x bf16 at batch 1 and
+1.07x at 64 but 0.8-1.0x at 8-32, where the quantize/dequantize ops eat the gain (benchmarks/RESULTS.md).
+The bundled model's validation perplexity went from 59.44 (bf16) to 59.48 (benchmarks/precision_quality.py).
 
 Why it keeps songs batch-invariant by construction: an integer sum is exact, so whichever kernel the
 backend picks for a batch height, and in whatever order it adds, row r's int32 result is the same; the
