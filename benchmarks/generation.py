@@ -42,6 +42,7 @@ import billionsongs.model.generate as engine
 from billionsongs.model.generate import Generator
 from billionsongs.model.linear import ONEDNN_PACKED, packed_kernel_available
 from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
+from billionsongs.model.precision import resolve_precision
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -179,7 +180,7 @@ def ceiling(shape: Shape, probe: Probe, dtype: str, rows: int, new_tokens: int) 
     context = new_tokens // 2 + 1  # mean cached positions over the song
     compute = probe.flops[dtype] / shape.flops_per_token(context)
     weight_bytes = DTYPES[dtype].itemsize
-    cache_bytes = 4 if dtype == "float32" or (dtype == "int8" and "bfloat16" not in probe.flops) else 2
+    cache_bytes = resolve_precision(dtype).dtype.itemsize  # int8 keeps its cache in the auto dtype
     memory = rows * probe.read_bw / shape.bytes_per_step(rows, context, weight_bytes, cache_bytes)
     return min(compute, memory)
 

@@ -12,6 +12,8 @@ always rounded up to a multiple of `ATTENTION_PAD` (32): a row then gets the sam
 a longer song (checked by the batch-invariance tests). Layer norm and GELU are per row already.
 """
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -99,7 +101,8 @@ class GPT2:
         self.attention_name, self.attend = choose_attention(dtype, config.n_head, config.n_embd // config.n_head,
                                                             device=self.device)
 
-    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    def linear(self, x: torch.Tensor, weight: Any, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """`weight` as the kernel packed it (a tensor, or `quantized.QuantizedWeight` in int8)."""
         return self.kernel.apply(x, weight, bias)
 
     def new_cache(self, rows: int) -> KVCache:

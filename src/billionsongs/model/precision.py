@@ -6,7 +6,7 @@ bf16 is emulated and slower than fp32, so fp32 is the default there.
 
 `int8` runs the linear layers in int8 (`quantized.py`) and the rest (attention, layer norm, the cache)
 in what "auto" picks. It is faster again on a CPU, but it rounds weights to 8 bits, so it is a choice,
-not the default: the bundled model loses 0.08% in perplexity, a model with activation outliers more.
+not the default: the bundled model loses 0.07% in perplexity, a model with activation outliers more.
 
 Songs differ between precisions (and can differ between CPU families), which is harmless for a site
 because a song is stored the first time it is written; a fleet of workers on mixed hardware should set
