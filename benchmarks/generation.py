@@ -521,7 +521,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-llama", action="store_true",
                    help="skip llama.cpp even when `make llamacpp` built it (it runs by default when installed)")
     p.add_argument("--natural-songs", type=int, default=64,
-                   help="songs per model in the natural-length (row utilisation) run (default 64)")
+                   help="songs per model in the natural-length (row utilisation) run (default 64; 0 skips it)")
     p.add_argument("--natural-batch", type=int, default=32, help="batch size of that run (default 32)")
     p.add_argument("--profile", action="store_true",
                    help="also report torch.profiler's top ops of our engine writing 64-token songs at batch 1 "
@@ -579,7 +579,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"benchmarking {name} ...", file=sys.stderr)
             model_rows, llama_notes[name] = bench_model(name, folder, args, probes, Path(tmp))
             rows += model_rows
-            if name != "GPT-2 124M shape":  # random 50k-vocab weights almost never end a song
+            if name != "GPT-2 124M shape" and args.natural_songs:  # random 50k-vocab weights rarely end a song
                 naturals += [bench_natural(name, folder, d, args.natural_songs, args.natural_batch, args.repeats)
                              for d in args.dtypes]
         profiles = ""
@@ -646,13 +646,12 @@ def render(args, when, version, probes, rows, naturals, share, load_before, prof
         f"- {llama_summary(llama_notes)}",
         "",
         table(rows, args.dtypes, args.new_tokens),
-        "",
-        f"Natural-length songs (each stops at its own end-of-text), batch {args.natural_batch}: row utilisation "
-        "is the share of row-slots doing useful work (finished rows leave the batch; the rest run narrower).",
-        "",
-        natural_table(naturals),
     ]
-    if not any(n.model == "bundled" for n in naturals):
+    if naturals:
+        parts += ["", f"Natural-length songs (each stops at its own end-of-text), batch {args.natural_batch}: row "
+                  "utilisation is the share of row-slots doing useful work (finished rows leave the batch; the rest "
+                  "run narrower).", "", natural_table(naturals)]
+    if args.natural_songs and not any(n.model == "bundled" for n in naturals):
         parts += ["", "The bundled model is not present (src/billionsongs/bundled_model), so its natural-length "
                       "row utilisation and songs/min are not measured; the tiny model's random weights give songs "
                       "of random length, a stand-in only."]

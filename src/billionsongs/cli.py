@@ -73,7 +73,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from billionsongs.training.trainer import TrainConfig
+    from billionsongs.training.config import TrainConfig
 
     d = TrainConfig(data=[], run="")
     p = sub.add_parser("train", help="train or fine-tune a lyrics model", description=(

@@ -105,3 +105,22 @@ def test_sigterm_stops_server_and_worker(site):
     assert process.wait(timeout=60) == 0
     assert not Path(f"/proc/{worker_pids[0]}").exists() or \
         Path(f"/proc/{worker_pids[0]}/stat").read_text().split()[2] == "Z"
+
+
+def test_a_server_process_starts_light_and_ready(tmp_path):
+    """What a server process holds before its first request: no torch (building the CLI's parser used to
+    import it: 400k objects that each forked server process inherited), the karaoke markup's syllable
+    dictionary (0.2-0.5 s otherwise paid by the first visitor of each process), and its start-up objects
+    frozen out of the garbage collector (each full collection walked them while a request waited)."""
+    code = ("import gc, sys, pronouncing\n"
+            "from billionsongs.cli import build_parser\n"
+            "build_parser()\n"
+            "import billionsongs.web.wsgi\n"
+            "print('torch' in sys.modules, pronouncing.pronunciations is not None, gc.get_freeze_count())")
+    env = {**os.environ, "BILLIONSONGS_HOME": str(tmp_path)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    torch_loaded, dictionary_loaded, frozen = done.stdout.split()
+    assert (torch_loaded, dictionary_loaded) == ("False", "True")
+    assert int(frozen) > 100_000  # Django, the apps and the dictionary

@@ -76,6 +76,9 @@ def test_database_pool_counts_shows_and_warms_to_75_percent(make_song, settings)
     shown = [db_pool.take() for _ in range(18)]  # 6 songs × 3 shows, then dry
     assert db_pool.size() == 0 and db_pool.take() is None
     assert all(shown.count(song_id) == 3 for song_id in set(shown)) and len(set(shown)) == 6
+    settings.POOL_MAX_SHOWS = 1
+    db_pool.add([10**17, 2 * 10**17])
+    assert sorted([db_pool.take(), db_pool.take()]) == [10**17, 2 * 10**17] and db_pool.take() is None
 
 
 def test_random_picks_are_three_pool_to_one_top_voted(make_song, settings):

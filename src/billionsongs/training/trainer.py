@@ -10,7 +10,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from transformers import GPT2LMHeadModel
 
 from billionsongs.model.generate import Generator
 from billionsongs.model.loading import EOT, GPT2Config, LoadedModel, ModelLoadError, resolve_model_path
+from billionsongs.training.config import TrainConfig
 from billionsongs.training.dataset import build_streams, eval_batches, window_batch
 from billionsongs.training.plot import plot_losses
 from billionsongs.training.presets import PRESETS, preset_config
@@ -27,37 +28,6 @@ from billionsongs.training.readers import read_songs
 from billionsongs.training.tokenizer import save_tokenizer, train_tokenizer
 
 METRIC_FIELDS = ["step", "tokens", "train_loss", "val_loss", "lr", "tokens_per_s", "elapsed_s"]
-
-
-@dataclass
-class TrainConfig:
-    data: list[str]
-    run: str
-    runs_dir: str = "runs"
-    column: str = "text"
-    title_column: str | None = None
-    include: str = "*.txt"
-    base: str = "fresh:small"
-    checkpoint: str = "latest"
-    steps: int = 1000
-    time_limit: float | None = None
-    batch_size: int = 16
-    accumulate: int = 1
-    block_size: int | None = None
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    sample_every: int = 200
-    save_every: int = 200
-    eval_every: int = 200
-    eval_batches: int = 20
-    val_fraction: float = 0.05
-    seed: int = 1337
-    precision: str = "auto"
-    device: str = "auto"
-    sample_ids: list[int] = field(default_factory=lambda: [0, 1, 2])
 
 
 class Stop(Exception):

@@ -62,8 +62,12 @@ class DatabasePool(Pool):
             song_id = PoolEntry.objects.order_by("song_id").values_list("song_id", flat=True).first()
         if song_id is None:
             return None
-        PoolEntry.objects.filter(song_id=song_id).update(shows=F("shows") + 1)
-        PoolEntry.objects.filter(song_id=song_id, shows__gte=settings.POOL_MAX_SHOWS).delete()
+        # One write per pick: count the show, or, when this is the song's last allowed show, remove it.
+        # Writers are serialised, so under concurrent picks every show is still counted exactly once.
+        counted = PoolEntry.objects.filter(song_id=song_id, shows__lt=settings.POOL_MAX_SHOWS - 1).update(
+            shows=F("shows") + 1)
+        if not counted:
+            PoolEntry.objects.filter(song_id=song_id).delete()
         return song_id
 
     def remove(self, ids: list[int]) -> None:
