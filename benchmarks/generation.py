@@ -225,6 +225,27 @@ def time_ours(gen: Generator, rows: int, new_tokens: int) -> tuple[float, tuple[
     return seconds, tuple(song0)
 
 
+def time_linears(gen: Generator, rows: int, repeats: int) -> float:
+    """Seconds for one decode step's linear layers alone at `rows` rows: the engine's own kernel and
+    packed weights, every layer in order (so weights stream from memory as in a real step), nothing else.
+    Next to the whole step it says how much of the step is matmul and how much is everything around it."""
+    gpt = gen.gpt
+    sync = torch.cuda.synchronize if gpt.device.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        x = torch.randn(rows, gpt.config.n_embd, device=gpt.device).to(gpt.dtype)
+        wide = gpt.kernel.apply_gelu(x, *gpt.layers[0]["c_fc"])  # the MLP's input to its projection, as made
+
+        def step() -> None:
+            for layer in gpt.layers:
+                gpt.linear(x, *layer["c_attn"])
+                gpt.linear(x, *layer["c_proj"])
+                gpt.kernel.apply_gelu(x, *layer["c_fc"])
+                gpt.linear(wide, *layer["mlp_proj"])
+            gpt.linear(x, gpt.lm_head)
+
+        return best_seconds(step, repeats, sync)
+
+
 def time_hf(model, eot: int, rows: int, new_tokens: int, device: str) -> float:
     """Seconds for transformers' own sampling loop on the same batch: the baseline issue 7 names."""
     ids = torch.full((rows, 1), eot, dtype=torch.long, device=device)
@@ -252,6 +273,7 @@ class Row:
     ceiling: dict[str, float] = field(default_factory=dict)
     invariant: dict[str, bool] = field(default_factory=dict)  # dtype -> song 0 equals its batch-1 self
     llama: float | None = None  # llama.cpp bf16 tokens/s; None where it did not run
+    gemm: dict[str, float] = field(default_factory=dict)  # dtype -> seconds of one step's linear layers alone
 
 
 def prepare_llama(folder: Path, hf, eot: int, workdir: Path) -> tuple[Path | None, str]:
@@ -319,7 +341,8 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[
             tps = {k: batch * n / v for k, v in best.items()}
             hf_tps, llama_tps = tps.pop("hf"), tps.pop("llama", 0.0) or None  # 0: failed on every repeat
             row = Row(name, device, batch, hf_tps, tps,
-                      {d: ceiling(shape, probes[device], d, batch, n) for d in args.dtypes}, invariant, llama_tps)
+                      {d: ceiling(shape, probes[device], d, batch, n) for d in args.dtypes}, invariant, llama_tps,
+                      {d: time_linears(gen, batch, 2 if args.quick else 5) for d, gen in gens.items()})
             rows.append(row)
             print(f"  {name} {device} batch {batch}: generate() {row.hf:.0f} tok/s, "
                   + ", ".join(f"ours {SHORT[d]} {v:.0f}" for d, v in row.ours.items())
@@ -450,6 +473,26 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
         cells += [f"{r.ours[d] / r.llama:.2f}×" if r.llama and r.ours.get(d) else "n/a" for d in versus_llama]
         best = max(r.ours.values(), default=0.0)
         cells += ["/".join(fmt(r.ceiling[d]) for d in dtypes), fmt(best / n * 60) if best else "n/a"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def step_table(rows: list[Row], dtypes: list[str], n: int) -> str:
+    """Where a step of ours goes: its linear layers alone (`time_linears`) and everything else."""
+    head = ["model", "device", "batch"]
+    for d in dtypes:
+        head += [f"{SHORT[d]} ms/step", f"{SHORT[d]} linears ms", f"{SHORT[d]} rest ms",
+                 f"{SHORT[d]} linears-only % of {SHORT[d]} ceiling"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r.model, r.device, str(r.batch)]
+        for d in dtypes:
+            if d not in r.ours:
+                cells += ["n/a"] * 4
+                continue
+            step = r.batch / r.ours[d]
+            cells += [f"{1000 * step:.1f}", f"{1000 * r.gemm[d]:.1f}", f"{1000 * (step - r.gemm[d]):.1f}",
+                      f"{100 * r.batch / r.gemm[d] / r.ceiling[d]:.0f}%"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -646,6 +689,13 @@ def render(args, when, version, probes, rows, naturals, share, load_before, prof
         f"- {llama_summary(llama_notes)}",
         "",
         table(rows, args.dtypes, args.new_tokens),
+        "",
+        "Where a step goes: our mean step (the whole song ÷ its tokens), the same step's linear layers timed "
+        "alone at that batch (the engine's kernel and packed weights, weights streamed from memory as in a "
+        "step), and the rest (attention over the cache, cache writes, layer norms, sampling, Python). "
+        "'linears-only % of ceiling' is the most the engine could reach with the rest at zero.",
+        "",
+        step_table(rows, args.dtypes, args.new_tokens),
     ]
     if naturals:
         parts += ["", f"Natural-length songs (each stops at its own end-of-text), batch {args.natural_batch}: row "
