@@ -84,6 +84,19 @@ def test_thread_count_and_prior_calls_do_not_matter(generator):
     assert {s.id: s.as_dict() for s in first} == {s.id: s.as_dict() for s in again}
 
 
+def test_reused_cache_memory_never_reaches_a_song(generator):
+    """Each batch writes in the memory the last one released; whatever that memory holds (here NaN, as
+    fresh memory may) must never be read: the songs equal those of a first batch."""
+    expected = generator.generate([3, 99, 12345], batch_size=3)
+    cache = generator.gpt.new_cache(8, generator.max_length)
+    with torch.inference_mode():
+        for buffer in cache.buffers:
+            buffer.fill_(float("nan"))
+    generator.gpt.release(cache)
+    again = generator.generate([3, 99, 12345], batch_size=3)
+    assert [s.as_dict() for s in again] == [s.as_dict() for s in expected]
+
+
 def test_same_id_in_three_processes(tiny_model_dir):
     outputs = {run_cli("generate", "--song", "2024", "--song", "7", "--model", str(tiny_model_dir), "--json").stdout
                for _ in range(3)}

@@ -104,7 +104,7 @@ class Generator:
         waiting = iter(ids)
         results: dict[int, tuple[list[int], bool]] = {}
         rows = min(batch_size, len(ids))
-        cache = self.gpt.new_cache(rows)
+        cache = self.gpt.new_cache(rows, self.max_length)
         # Per row: song ID, tokens written so far (its position is their count).
         row_ids: list[int] = [next(waiting) for _ in range(rows)]
         written: list[list[int]] = [[] for _ in range(rows)]
@@ -141,6 +141,7 @@ class Generator:
             row_ids = [row_ids[r] for r in survivors]
             written = [written[r] for r in survivors]
             tokens = torch.tensor([chosen[r] for r in survivors], dtype=torch.long, device=self.device)
+        self.gpt.release(cache)
         self.stats.batches += 1
         self.stats.tokens += sum(len(tokens) for tokens, _ in results.values())
         self.stats.seconds += time.perf_counter() - started
