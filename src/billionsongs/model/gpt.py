@@ -37,9 +37,9 @@ class KVCache:
     than a fresh tensor per growth: each growth then zero-filled 24 new tensors, and past a few MB each
     came from fresh pages that fault on first touch: 4.3 ms of a 44 ms batch-64 step (torch.profiler,
     256-token songs); reusing the memory measured 1.03x at batch 32 and 1.06x at 64 (GPT-2 124M shape,
-    bf16, old and new engine alternating in separate processes). Rows are reused without clearing: masked positions get probability exactly 0,
-    and 0 times a finite stale value is 0; positions a growth adds are zeroed, so nothing unwritten (and
-    possibly not finite) is ever read.
+    bf16, old and new engine alternating in separate processes). Rows are reused without clearing:
+    masked positions get probability exactly 0, and 0 times a finite stale value is 0; positions a
+    growth adds are zeroed, so nothing unwritten (and possibly not finite) is ever read.
     """
 
     @torch.inference_mode()
