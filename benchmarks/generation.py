@@ -701,7 +701,7 @@ def render(args, when, version, probes, rows, naturals, share, load_before, prof
         parts += ["", f"Natural-length songs (each stops at its own end-of-text), batch {args.natural_batch}: row "
                   "utilisation is the share of row-slots doing useful work (finished rows leave the batch; the rest "
                   "run narrower).", "", natural_table(naturals)]
-    if args.natural_songs and not any(n.model == "bundled" for n in naturals):
+    if args.natural_songs and not BUNDLED_MODEL_DIR.is_dir():
         parts += ["", "The bundled model is not present (src/billionsongs/bundled_model), so its natural-length "
                       "row utilisation and songs/min are not measured; the tiny model's random weights give songs "
                       "of random length, a stand-in only."]
