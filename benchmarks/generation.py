@@ -226,8 +226,9 @@ def time_ours(gen: Generator, rows: int, new_tokens: int) -> tuple[float, tuple[
 
 
 def time_linears(gen: Generator, rows: int, repeats: int) -> float:
-    """Seconds for one decode step's linear layers alone at `rows` rows: the engine's own kernel and
-    packed weights, every layer in order (so weights stream from memory as in a real step), nothing else.
+    """Seconds for one decode step's linear layers alone at `rows` rows (the MLP's with its fused GELU):
+    the engine's own kernel and packed weights, every layer in order (so weights stream from memory as in
+    a real step), nothing else.
     Next to the whole step it says how much of the step is matmul and how much is everything around it."""
     gpt = gen.gpt
     sync = torch.cuda.synchronize if gpt.device.type == "cuda" else (lambda: None)
@@ -477,7 +478,7 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
     return "\n".join(lines)
 
 
-def step_table(rows: list[Row], dtypes: list[str], n: int) -> str:
+def step_table(rows: list[Row], dtypes: list[str]) -> str:
     """Where a step of ours goes: its linear layers alone (`time_linears`) and everything else."""
     head = ["model", "device", "batch"]
     for d in dtypes:
@@ -695,7 +696,7 @@ def render(args, when, version, probes, rows, naturals, share, load_before, prof
         "step), and the rest (attention over the cache, cache writes, layer norms, sampling, Python). "
         "'linears-only % of ceiling' is the most the engine could reach with the rest at zero.",
         "",
-        step_table(rows, args.dtypes, args.new_tokens),
+        step_table(rows, args.dtypes),
     ]
     if naturals:
         parts += ["", f"Natural-length songs (each stops at its own end-of-text), batch {args.natural_batch}: row "

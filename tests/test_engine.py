@@ -89,12 +89,15 @@ def test_reused_cache_memory_never_reaches_a_song(generator):
     fresh memory may) must never be read: the songs equal those of a first batch."""
     expected = generator.generate([3, 99, 12345], batch_size=3)
     cache = generator.gpt.new_cache(8, generator.max_length)
+    cache.reserve(generator.max_length)
     with torch.inference_mode():
         for buffer in cache.buffers:
             buffer.fill_(float("nan"))
+    poisoned = {buffer.data_ptr() for buffer in cache.buffers}
     generator.gpt.release(cache)
     again = generator.generate([3, 99, 12345], batch_size=3)
     assert [s.as_dict() for s in again] == [s.as_dict() for s in expected]
+    assert {buffer.data_ptr() for buffer in generator.gpt.new_cache(3).buffers} == poisoned  # it did reuse
 
 
 def test_same_id_in_three_processes(tiny_model_dir):

@@ -36,29 +36,32 @@ class KVCache:
     flat buffers that the views take turns in, kept from one batch to the next (`GPT2.release`), rather
     than a fresh tensor per growth: each growth then zero-filled 24 new tensors, and past a few MB each
     came from fresh pages that fault on first touch: 4.3 ms of a 44 ms batch-64 step (torch.profiler,
-    256-token songs); reusing the memory measured 1.03x at batch 32 and 1.06x at 64 (GPT-2 124M shape,
-    bf16, old and new engine alternating in separate processes). Rows are reused without clearing:
-    masked positions get probability exactly 0, and 0 times a finite stale value is 0; positions a
-    growth adds are zeroed, so nothing unwritten (and possibly not finite) is ever read.
+    256-token songs); reusing the memory measured 1.03-1.05x at batch 32 and 64 (GPT-2 124M shape,
+    bf16, old and new engine alternating in separate processes, two sessions of 3 pairs). A buffer too
+    small for a growth is replaced by one twice the size needed (at most `capacity`), so memory tracks
+    the songs' length, as a GPU, which commits memory when it is allocated, needs. Rows are reused
+    without clearing: masked positions get probability exactly 0, and 0 times a finite stale value is 0;
+    positions a growth adds are zeroed, so nothing unwritten (and possibly not finite) is ever read.
     """
 
     @torch.inference_mode()
     def __init__(self, rows: int, layers: int, heads: int, head_dim: int, dtype: torch.dtype,
                  device: torch.device | None = None, capacity: int = 1024,
                  buffers: list[torch.Tensor] | None = None):
-        """`buffers`: memory of an earlier cache to reuse where large enough (same dtype and device)."""
+        """`buffers`: memory a cache of the same model released (`GPT2.release`), used where large enough."""
         self.rows, self.layers, self.heads, self.head_dim = rows, layers, heads, head_dim
+        self.dtype, self.device = dtype, device
         self.capacity = padded_length(capacity)
-        size = 2 * layers * rows * heads * head_dim * self.capacity
-        self.buffers = [b for b in buffers or [] if b.numel() >= size and b.dtype == dtype
-                        and b.device == torch.device(device or "cpu")][:2]
-        self.buffers += [torch.empty(size, dtype=dtype, device=device) for _ in range(2 - len(self.buffers))]
+        self.buffers = (list(buffers or []) + [torch.empty(0, dtype=dtype, device=device)] * 2)[:2]
         self.length = 0
         self.keys, self.values = self._views(self.buffers[0], 0)
 
+    def _size(self, length: int) -> int:
+        return 2 * self.layers * self.rows * self.heads * self.head_dim * length
+
     def _views(self, buffer: torch.Tensor, length: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Every layer's keys and values at `length`, packed from the start of `buffer`."""
-        block = self.rows * self.heads * self.head_dim * length
+        block = self._size(length) // (2 * self.layers)
         keys, values = [], []
         for layer in range(self.layers):
             start = 2 * layer * block
@@ -75,6 +78,9 @@ class KVCache:
         if length > self.capacity:
             raise ValueError(f"the cache holds {self.capacity} positions per row, not {positions}")
         self.buffers.reverse()
+        if self.buffers[0].numel() < self._size(length):
+            size = self._size(min(self.capacity, 2 * length))
+            self.buffers[0] = torch.empty(size, dtype=self.dtype, device=self.device)
         keys, values = self._views(self.buffers[0], length)
         old = self.length
         for new_k, new_v, old_k, old_v in zip(keys, values, self.keys, self.values, strict=True):
@@ -146,7 +152,7 @@ class GPT2:
 
     def new_cache(self, rows: int, capacity: int | None = None) -> KVCache:
         """A cache for `rows` songs of up to `capacity` positions (default: the model's context), in the
-        memory of the last released one when it is large enough."""
+        memory of the last released one where it is large enough."""
         c = self.config
         with self._spare_lock:
             spare, self._spare = self._spare, []
@@ -154,7 +160,8 @@ class GPT2:
                        capacity or c.n_positions, spare)
 
     def release(self, cache: KVCache) -> None:
-        """`cache` is done with: the next `new_cache` may reuse its memory (already faulted in)."""
+        """`cache` is done with: the next `new_cache` reuses its memory (already faulted in). Kept until
+        then, so a generating process holds about twice its largest cache between batches."""
         with self._spare_lock:
             self._spare = cache.buffers
 

@@ -82,6 +82,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, processes: int | None = 
     try:
         from django.conf import settings
 
+        # Load the app here, before granian forks its processes: they find it imported (granian imports
+        # WSGI_TARGET in each child), with the start-up work of wsgi.py done once and its pages shared.
+        import billionsongs.web.wsgi  # noqa: F401
+
         server = Granian(WSGI_TARGET, address=host, port=port, interface=Interfaces.WSGI, workers=processes,
                          blocking_threads=threads, websockets=False,
                          static_path_route=["/" + settings.STATIC_URL.strip("/")], static_path_mount=[static_root],

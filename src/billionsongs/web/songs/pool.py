@@ -55,20 +55,23 @@ class DatabasePool(Pool):
         return self.size() - before
 
     def take(self) -> int | None:
-        start = secrets.randbelow(MAX_SONG_ID + 1)
-        song_id = (PoolEntry.objects.filter(song_id__gte=start).order_by("song_id").values_list("song_id", flat=True)
-                   .first())
-        if song_id is None:
-            song_id = PoolEntry.objects.order_by("song_id").values_list("song_id", flat=True).first()
-        if song_id is None:
-            return None
-        # One write per pick: count the show, or, when this is the song's last allowed show, remove it.
-        # Writers are serialised, so under concurrent picks every show is still counted exactly once.
-        counted = PoolEntry.objects.filter(song_id=song_id, shows__lt=settings.POOL_MAX_SHOWS - 1).update(
-            shows=F("shows") + 1)
-        if not counted:
-            PoolEntry.objects.filter(song_id=song_id).delete()
-        return song_id
+        for _ in range(3):
+            start = secrets.randbelow(MAX_SONG_ID + 1)
+            song_id = (PoolEntry.objects.filter(song_id__gte=start).order_by("song_id")
+                       .values_list("song_id", flat=True).first())
+            if song_id is None:
+                song_id = PoolEntry.objects.order_by("song_id").values_list("song_id", flat=True).first()
+            if song_id is None:
+                return None
+            # One write per pick: count the show, or remove the song on its last allowed show. Writers
+            # are serialised, so concurrent picks count every show; a song whose entry is gone by the
+            # time of the write (another pick's last show, or removed) is not shown: pick again.
+            if PoolEntry.objects.filter(song_id=song_id, shows__lt=settings.POOL_MAX_SHOWS - 1).update(
+                    shows=F("shows") + 1):
+                return song_id
+            if PoolEntry.objects.filter(song_id=song_id).delete()[0]:
+                return song_id
+        return None
 
     def remove(self, ids: list[int]) -> None:
         PoolEntry.objects.filter(song_id__in=ids).delete()
