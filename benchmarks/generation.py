@@ -122,6 +122,11 @@ def model_shape(folder: Path) -> Shape:
 # the ceiling probe
 
 
+def synchronizer(device: str) -> Callable[[], None]:
+    """What waits for a device's queued work, so that a timer stops when the work is done."""
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
 def best_seconds(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
     fn()
     sync()
@@ -147,7 +152,7 @@ def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
     """GEMM of GPT-2's MLP shape (2048×768 @ 768×3072) for peak FLOP/s, plain `@` or the engine's prepacked
     oneDNN kernel, whichever is faster (int8: `torch._int_mm`, int32 sums, ops counted as FLOP); a 256 MiB
     sum/copy for bandwidth."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     flops = {}
     m, k, n = 2048, 768, 3072
     for name in dtypes:
@@ -231,7 +236,7 @@ def time_linears(gen: Generator, rows: int, repeats: int) -> float:
     a real step), nothing else.
     Next to the whole step it says how much of the step is matmul and how much is everything around it."""
     gpt = gen.gpt
-    sync = torch.cuda.synchronize if gpt.device.type == "cuda" else (lambda: None)
+    sync = synchronizer(gpt.device.type)
     with torch.inference_mode():
         x = torch.randn(rows, gpt.config.n_embd, device=gpt.device).to(gpt.dtype)
         wide = gpt.kernel.apply_gelu(x, *gpt.layers[0]["c_fc"])  # the MLP's input to its projection, as made
@@ -250,7 +255,7 @@ def time_linears(gen: Generator, rows: int, repeats: int) -> float:
 def time_hf(model, eot: int, rows: int, new_tokens: int, device: str) -> float:
     """Seconds for transformers' own sampling loop on the same batch: the baseline issue 7 names."""
     ids = torch.full((rows, 1), eot, dtype=torch.long, device=device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     start = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=40, top_p=1.0,

@@ -269,20 +269,21 @@ def main(argv: list[str] | None = None) -> None:
                 urllib.request.urlopen(base + path, timeout=10).read()  # warm caches
             for c in args.levels:  # concurrency outermost: each level's pages are measured back to back
                 for name, path in pages.items():
-                    rps, p50, p99, longest, errors = run_wrk(base + path, c, args.duration)
-                    results.append(Result(name, c, rps, p50, p99, longest, errors))
-                    print(f"  c={c} {name}: {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms", file=sys.stderr)
+                    r = Result(name, c, *run_wrk(base + path, c, args.duration))
+                    results.append(r)
+                    print(f"  c={c} {name}: {r.rps:,.0f} req/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms",
+                          file=sys.stderr)
             stream = LiveStream("127.0.0.1", port, f"/song/{STREAM_ID}/stream/")
             stream.start()
             if not stream.connected.wait(10):
                 raise RuntimeError(f"the live stream did not open: responses {stream.responses}")
             try:
-                rps, p50, p99, longest, errors = run_wrk(base + pages["stored song page"], 16, args.duration)
+                r = Result("stored song page, stream open", 16,
+                           *run_wrk(base + pages["stored song page"], 16, args.duration), note="stream")
             finally:
                 stream.stop.set()
-            results.append(Result("stored song page, stream open", 16, rps, p50, p99, longest, errors,
-                                  note="stream"))
-            print(f"  c=16 song page with a stream open: {rps:,.0f} req/s, p99 {p99:.2f} ms", file=sys.stderr)
+            results.append(r)
+            print(f"  c=16 song page with a stream open: {r.rps:,.0f} req/s, p99 {r.p99_ms:.2f} ms", file=sys.stderr)
         finally:
             server.terminate()
             server.wait(30)

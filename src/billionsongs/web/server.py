@@ -5,6 +5,7 @@ runserver. The worker runs as a child process so a slow batch never holds up a r
 stops with the server (and on its own if this process dies, see `Worker.parent_pid`).
 """
 
+import importlib
 import logging
 import os
 import subprocess
@@ -84,7 +85,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, processes: int | None = 
 
         # Load the app here, before granian forks its processes: they find it imported (granian imports
         # WSGI_TARGET in each child), with the start-up work of wsgi.py done once and its pages shared.
-        import billionsongs.web.wsgi  # noqa: F401
+        importlib.import_module(WSGI_TARGET.partition(":")[0])
 
         server = Granian(WSGI_TARGET, address=host, port=port, interface=Interfaces.WSGI, workers=processes,
                          blocking_threads=threads, websockets=False,

@@ -56,11 +56,7 @@ class DatabasePool(Pool):
 
     def take(self) -> int | None:
         for _ in range(3):
-            start = secrets.randbelow(MAX_SONG_ID + 1)
-            song_id = (PoolEntry.objects.filter(song_id__gte=start).order_by("song_id")
-                       .values_list("song_id", flat=True).first())
-            if song_id is None:
-                song_id = PoolEntry.objects.order_by("song_id").values_list("song_id", flat=True).first()
+            song_id = self._random_id()
             if song_id is None:
                 return None
             # One write per pick: count the show, or remove the song on its last allowed show. Writers
@@ -72,6 +68,13 @@ class DatabasePool(Pool):
             if PoolEntry.objects.filter(song_id=song_id).delete()[0]:
                 return song_id
         return None
+
+    @staticmethod
+    def _random_id() -> int | None:
+        """The first pooled ID at or after a random number, wrapping around: two index seeks at most."""
+        pooled = PoolEntry.objects.order_by("song_id").values_list("song_id", flat=True)
+        song_id = pooled.filter(song_id__gte=secrets.randbelow(MAX_SONG_ID + 1)).first()
+        return pooled.first() if song_id is None else song_id
 
     def remove(self, ids: list[int]) -> None:
         PoolEntry.objects.filter(song_id__in=ids).delete()
