@@ -17,6 +17,7 @@ random rows, either path), so `gemm` sends one row as two and `onednn-packed` se
    fp32 on this machine ends up here, and pays for it at batch 1 (16 rows of work for one).
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -93,11 +94,20 @@ GEMM = LinearKernel("gemm", _same, _gemm)
 TILED = [LinearKernel(f"gemm-tile{tile}", _same, _tiled(tile)) for tile in (ROW_TILE, 1)]
 
 
+@functools.cache
 def packed_kernel_available(dtype: torch.dtype, device: torch.device | None = None) -> bool:
-    """Does this torch build have oneDNN's prepacked linear for `dtype` on `device` (default CPU)?"""
+    """Can oneDNN's prepacked linear run `dtype` on `device` (default CPU) here? Asked by packing a small
+    weight: the op exists in every x86 build, but its bf16 path refuses CPUs without AVX-512 (or
+    AVX-NE-CONVERT) at call time, as on an AVX2-only EPYC."""
     on_cpu = device is None or device.type == "cpu"
-    return (on_cpu and dtype in (torch.bfloat16, torch.float32) and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+    if not (on_cpu and dtype in (torch.bfloat16, torch.float32) and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+        return False
+    try:
+        _onednn_pack(torch.zeros(ROW_TILE, ROW_TILE, dtype=dtype))
+    except RuntimeError:
+        return False
+    return True
 
 
 def _candidates(dtype: torch.dtype, device: torch.device) -> list[LinearKernel]:
