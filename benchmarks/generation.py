@@ -42,7 +42,7 @@ import billionsongs.model.generate as engine
 from billionsongs.model.generate import Generator
 from billionsongs.model.linear import ONEDNN_PACKED, packed_kernel_available
 from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
-from billionsongs.model.precision import resolve_precision
+from billionsongs.model.precision import Precision, resolve_precision, slow_reason
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -464,7 +464,7 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
         head += [f"ours {SHORT[d]} tok/s", f"{SHORT[d]} ÷ generate()", f"{SHORT[d]} % of {SHORT[d]} ceiling"]
         if d == "int8" and "bfloat16" in dtypes:  # issue 7's target is a share of the bf16 ceiling
             head += ["int8 % of bf16 ceiling"]
-    versus_llama = [d for d in ("bfloat16", "int8") if d in dtypes]
+    versus_llama = dtypes
     head += ["llama.cpp bf16 tok/s", *(f"ours {SHORT[d]} ÷ llama.cpp" for d in versus_llama)]
     head += [f"ceiling {'/'.join(SHORT[d] for d in dtypes)} tok/s", f"songs/min ({n} tok, ours best)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -559,9 +559,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", default="1,8,32,64", help="comma-separated batch sizes (default 1,8,32,64)")
     p.add_argument("--new-tokens", type=int, default=256,
                    help="tokens every song gets in the fixed-length runs (default 256; must be < the context)")
-    p.add_argument("--dtypes", default="float32,bfloat16,int8",
-                   help="our engine's precisions, comma-separated from float32,bfloat16,int8 (default all three; "
-                        "int8 = int8 linear layers, bf16 elsewhere; generate() is always fp32)")
+    p.add_argument("--dtypes", default="auto",
+                   help="our engine's precisions, comma-separated from float32,bfloat16,int8, or auto (default): "
+                        "float32 plus those this CPU runs in hardware (bf16: AVX512_BF16/AMX; int8: VNNI), since "
+                        "emulated ones take 4-16x longer and bound nothing (int8 = int8 linear layers, the auto "
+                        "dtype elsewhere; generate() is always fp32)")
     p.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best counts (default 2)")
     p.add_argument("--model", action="append", default=[], metavar="PATH",
                    help="extra GPT-2-format folder to benchmark (repeatable); the bundled model is added when "
@@ -591,7 +593,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batches, args.new_tokens, args.no_gpt2 = "1,8", 32, True
         args.natural_songs, args.natural_batch = 8, 8
     args.batches = [int(b) for b in args.batches.split(",")]
-    args.dtypes = [d.strip() for d in args.dtypes.split(",")]
+    args.skipped = {}  # dtype -> why auto left it out (report)
+    if args.dtypes.strip() == "auto":
+        args.dtypes = ["float32"]
+        for d, precision in (("bfloat16", Precision(torch.bfloat16)),
+                             ("int8", Precision(resolve_precision("auto").dtype, int8=True))):
+            if reason := slow_reason(precision):
+                args.skipped[d] = reason
+            else:
+                args.dtypes.append(d)
+    else:
+        args.dtypes = [d.strip() for d in args.dtypes.split(",")]
     if unknown := set(args.dtypes) - set(DTYPES):
         p.error(f"unknown dtype(s) {sorted(unknown)}; choose from {sorted(DTYPES)}")
     args.devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
@@ -688,6 +700,7 @@ def render(args, when, version, probes, rows, naturals, share, load_before, prof
         + ("; ".join(f"{d}: {' / '.join(sorted(k))}" for d, k in args.kernels.items()) or "none (no CPU run)"),
         f"- other load: {busy} (1-min load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end)",
         *probe_lines,
+        *[f"- {SHORT[d]} not measured (--dtypes auto): {why}" for d, why in args.skipped.items()],
         *([f"- note: {args.note}"] if args.note else []),
         f"- fixed length: {args.new_tokens} new tokens per song (end-of-text masked in every engine), top-k 40, "
         f"best of {args.repeats}; ceiling = min(GEMM peak ÷ FLOP/token, batch × read bandwidth ÷ bytes/step)",

@@ -40,3 +40,30 @@ def test_int8_generator_quantizes_its_linear_layers(monkeypatch, tiny_model_dir)
     monkeypatch.setenv("BILLIONSONGS_DTYPE", "int8")
     generator = Generator(str(tiny_model_dir))
     assert generator.precision.int8 and generator.gpt.kernel.name == "int8-dynamic"
+
+
+def test_a_precision_this_cpu_only_emulates_is_kept_but_warned_about(monkeypatch, caplog):
+    import billionsongs.model.precision as precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device=None: False)
+    monkeypatch.setattr(precision, "vnni", lambda: False)
+    with caplog.at_level("WARNING", logger=precision.__name__):
+        assert resolve_precision("bfloat16") == Precision(torch.bfloat16)
+        assert resolve_precision("int8") == Precision(torch.float32, int8=True)
+        assert resolve_precision("float32") == resolve_precision("auto") == Precision(torch.float32)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2
+    assert "bf16 is emulated" in warned[0] and "auto picks float32" in warned[0]
+    assert "no VNNI" in warned[1]
+    assert precision.slow_reason(Precision(torch.bfloat16), torch.device("cuda")) is None  # a GPU's own problem
+
+
+def test_no_warning_where_the_cpu_has_the_instructions(monkeypatch, caplog):
+    import billionsongs.model.precision as precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device=None: True)
+    monkeypatch.setattr(precision, "vnni", lambda: True)
+    with caplog.at_level("WARNING", logger=precision.__name__):
+        assert resolve_precision("int8") == Precision(torch.bfloat16, int8=True)
+        assert resolve_precision("bfloat16") == Precision(torch.bfloat16)
+    assert not caplog.records
