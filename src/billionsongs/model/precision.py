@@ -13,7 +13,7 @@ because a song is stored the first time it is written; a fleet of workers on mix
 BILLIONSONGS_DTYPE explicitly so that which worker writes a song never matters.
 
 On a CPU without bf16 arithmetic or int8 dot products (an AVX2-only EPYC, say) those precisions still
-work and give the same songs, only slowly: asking for one there logs a warning (`slow_reason`).
+work, batch-invariant as everywhere, only slowly: asking for one there logs a warning (`slow_reason`).
 """
 
 import logging
