@@ -88,11 +88,11 @@ def test_random_picks_are_three_pool_to_one_top_voted(make_song, settings):
     make_song(300, score=1)
     pool.DatabasePool().add([100])
     random.seed(5)
-    picks = [picking.random_song_id() for _ in range(800)]
+    picks = [picking.random_pick().song_id for _ in range(800)]
     assert 0.70 < picks.count(100) / 800 < 0.80
     assert picks.count(200) > 3 * picks.count(300)  # top songs weighted by score (5:1)
     settings.PICK_WEIGHTS = {"pool": 0, "top": 1}
-    assert 100 not in {picking.random_song_id() for _ in range(50)}
+    assert 100 not in {picking.random_pick().song_id for _ in range(50)}
 
 
 def test_dry_pool_serves_a_written_song_or_says_it_is_being_written(client, make_song):
@@ -109,8 +109,27 @@ def test_hidden_pooled_song_is_skipped_and_removed(make_song, settings):
     make_song(2)
     settings.PICK_WEIGHTS = {"pool": 1}
     pool.DatabasePool().add([1])
-    assert picking.random_song_id() == 2
+    assert picking.random_pick().song_id == 2
     assert not PoolEntry.objects.exists()
+
+
+def test_a_pooled_pick_is_checked_once_and_a_stale_top_pick_still_gets_the_fallback(client, make_song, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_song(5)
+    settings.PICK_WEIGHTS = {"pool": 1}
+    settings.POOL_MAX_SHOWS = 10**6
+    pool.DatabasePool().add([5])
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/")["Location"] == "/song/5/"
+    song_table = Song._meta.db_table
+    assert sum(f'FROM "{song_table}"' in q["sql"] for q in queries.captured_queries) == 1
+    settings.PICK_WEIGHTS = {"top": 1}
+    make_song(6, score=3)
+    assert client.get("/")["Location"] == "/song/6/"  # the top list is now cached for a minute
+    Song.objects.filter(pk=6).update(hidden=True)
+    assert client.get("/")["Location"] == "/song/6/?fallback=random"
 
 
 def test_whole_flow_request_queue_worker_stored_page_with_live_text(client, tiny_model_dir, lenient, settings):

@@ -12,6 +12,7 @@ song, and only when nothing is written yet to a new ID, whose page says clearly 
 import logging
 import random
 import secrets
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
@@ -25,17 +26,28 @@ TOP_CACHE_KEY = "billionsongs:top-picks"
 TOP_CACHE_SECONDS = 60
 
 
-def random_song_id(exclude: int | None = None) -> int:
-    """A song ID to show next (see the module docstring)."""
+class Pick(NamedTuple):
+    """A song to show next. `visible`: this pick just checked that the song is written and visible, so the
+    redirect need not ask again (a top-voted pick comes from a list cached for a minute, so it may be
+    stale; a fresh ID is not written yet)."""
+
+    song_id: int
+    visible: bool
+
+
+def random_pick(exclude: int | None = None) -> Pick:
+    """The song to show next (see the module docstring)."""
     weights = settings.PICK_WEIGHTS
     sources = [name for name in ("pool", "top", "fresh") if weights.get(name, 0) > 0]
     first = random.choices(sources, weights=[weights[name] for name in sources])[0] if sources else None
     for source in [first] * (first is not None) + [s for s in ("pool", "top") if s != first]:
+        if source == "fresh":
+            return Pick(_fresh(exclude), False)
         song_id = _PICKERS[source](exclude)
         if song_id is not None:
-            return song_id
+            return Pick(song_id, source == "pool")
     song_id = _any_written(exclude)
-    return _fresh(exclude) if song_id is None else song_id
+    return Pick(_fresh(exclude), False) if song_id is None else Pick(song_id, True)
 
 
 def _from_pool(exclude: int | None) -> int | None:
@@ -95,5 +107,5 @@ def _fresh(exclude: int | None) -> int:
             return song_id
 
 
-_PICKERS = {"pool": _from_pool, "top": _from_top, "fresh": _fresh}
+_PICKERS = {"pool": _from_pool, "top": _from_top}
 

@@ -14,7 +14,7 @@ from billionsongs.ids import InvalidSongId, parse_song_id
 from billionsongs.web.songs import progress
 from billionsongs.web.songs.karaoke import karaoke_file, karaoke_verses
 from billionsongs.web.songs.models import Song, Status
-from billionsongs.web.songs.picking import random_song_id
+from billionsongs.web.songs.picking import random_pick
 from billionsongs.web.songs.queue import request_song
 
 FALLBACK_RANDOM = "?fallback=random"
@@ -109,9 +109,9 @@ def _writing_page(request: HttpRequest, song: Song) -> HttpResponse:
 
 
 def _redirect_to_random(exclude: int | None = None) -> HttpResponse:
-    song_id = random_song_id(exclude=exclude)
-    url = reverse("song", args=[song_id])
-    if not Song.objects.visible().filter(pk=song_id).exists():
+    pick = random_pick(exclude=exclude)
+    url = reverse("song", args=[pick.song_id])
+    if not pick.visible and not Song.objects.visible().filter(pk=pick.song_id).exists():
         url += FALLBACK_RANDOM
     response = HttpResponseRedirect(url)
     add_never_cache_headers(response)
