@@ -11,8 +11,9 @@ What is measured (issue 2 "Measure and report", issue 7 Deliver 1 and 3):
 - the ceiling from an in-run probe: peak GEMM FLOP/s per dtype and memory read bandwidth, combined as a
   roofline: tokens/s <= min(peak / FLOP per token, batch * bandwidth / bytes read per step);
 - row utilisation for natural-length songs (each stops at its own end-of-text): what early finishers cost;
-- llama.cpp (benchmarks/llamacpp.py) on the same weights exported to a bf16 GGUF, when `make llamacpp` built it:
-  a native engine as the peer, next to generate() as the baseline.
+- llama.cpp (benchmarks/llamacpp.py) on the same weights exported to a bf16 GGUF (and f32 where the CPU has no
+  bf16 arithmetic; its faster type counts), when `make llamacpp` built it: a native engine as the peer, next to
+  generate() as the baseline.
 
     .venv/bin/python benchmarks/generation.py            # full run, appends to benchmarks/RESULTS.md
     .venv/bin/python benchmarks/generation.py --quick --no-append   # smoke run, under a minute
@@ -42,7 +43,7 @@ import billionsongs.model.generate as engine
 from billionsongs.model.generate import Generator
 from billionsongs.model.linear import ONEDNN_PACKED, packed_kernel_available
 from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
-from billionsongs.model.precision import Precision, resolve_precision, slow_reason
+from billionsongs.model.precision import Precision, native_bf16, resolve_precision, slow_reason
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -278,18 +279,26 @@ class Row:
     ours: dict[str, float] = field(default_factory=dict)  # dtype -> tokens/s
     ceiling: dict[str, float] = field(default_factory=dict)
     invariant: dict[str, bool] = field(default_factory=dict)  # dtype -> song 0 equals its batch-1 self
-    llama: float | None = None  # llama.cpp bf16 tokens/s; None where it did not run
+    llama: float | None = None  # llama.cpp's tokens/s in its faster GGUF type here; None where it did not run
+    llama_type: str = ""  # that GGUF type ("bf16" or "f32")
     gemm: dict[str, float] = field(default_factory=dict)  # dtype -> seconds of one step's linear layers alone
 
 
-def prepare_llama(folder: Path, hf, eot: int, workdir: Path) -> tuple[Path | None, str]:
-    """Export `folder` to a bf16 GGUF and check llama.cpp's greedy tokens against transformers' (fp32).
+def llama_types() -> list[str]:
+    """The GGUF types llama.cpp is timed in: bf16, and f32 too where the CPU has no bf16 arithmetic. There
+    llama.cpp converts bf16 on every multiply, and f32 was 1.1-1.24x faster at batch 32-64 (bf16 still
+    1.5x at batch 1, streaming half the bytes) on an AVX2 EPYC; the peer gets its faster type per batch."""
+    return ["bf16"] if native_bf16() else ["bf16", "f32"]
+
+
+def prepare_llama(folder: Path, hf, eot: int, workdir: Path, outtype: str) -> tuple[Path | None, str]:
+    """Export `folder` to a GGUF of `outtype` and check llama.cpp's greedy tokens against transformers' (fp32).
 
     Returns the GGUF to time (None when llama.cpp cannot run on this model) and what happened, for the report.
     The check runs llama.cpp in a child process: a model it cannot handle aborts the process, not just a call.
     """
     try:
-        gguf = llamacpp.export_gguf(folder, Path(tempfile.mkdtemp(dir=workdir)) / "model-bf16.gguf")
+        gguf = llamacpp.export_gguf(folder, Path(tempfile.mkdtemp(dir=workdir)) / f"model-{outtype}.gguf", outtype)
         theirs = llamacpp.greedy_in_child(gguf, eot, GREEDY_CHECK, torch.get_num_threads())
     except Exception as exc:  # anything from gguf-py or llama.cpp: report it, time the other engines
         return None, f"not measured: {type(exc).__name__}: {exc}"
@@ -301,7 +310,7 @@ def prepare_llama(folder: Path, hf, eot: int, workdir: Path) -> tuple[Path | Non
 
 
 def time_llama(gguf: Path, rows: int, new_tokens: int, eot: int) -> float:
-    """Seconds for llama.cpp to write the same batch (bf16, top-k 40, end-of-text masked), with torch's threads."""
+    """Seconds for llama.cpp to write the same batch (top-k 40, end-of-text masked), with torch's threads."""
     return rows * new_tokens / llamacpp.tokens_per_second(gguf, rows, new_tokens, torch.get_num_threads(), eot)
 
 
@@ -325,13 +334,20 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[
         for d, g in gens.items():
             chosen = f"linear {g.gpt.kernel.name}, attention {g.gpt.attention_name}"
             args.kernels.setdefault(SHORT[d], set()).add(chosen)
-        gguf = None  # llama.cpp, built for the CPU only
+        ggufs: dict[str, Path] = {}  # GGUF type -> file; llama.cpp is built for the CPU only
         if device == "cpu" and not args.llama_unavailable:
-            gguf, llama_note = prepare_llama(folder, hf, shape.eot, workdir)
+            notes = []
+            for outtype in llama_types():
+                gguf, note = prepare_llama(folder, hf, shape.eot, workdir, outtype)
+                notes.append(f"{outtype} {note}")
+                if gguf:
+                    ggufs[outtype] = gguf
+            llama_note = ", ".join(notes)
             print(f"  {name}: llama.cpp {llama_note}", file=sys.stderr)
         reference: dict[str, tuple[int, ...]] = {}  # dtype -> song 0 at the first batch size
         for batch in args.batches:
-            best = {"hf": math.inf} | dict.fromkeys(gens, math.inf) | ({"llama": math.inf} if gguf else {})
+            best = {"hf": math.inf} | dict.fromkeys(gens, math.inf)
+            llama_best = dict.fromkeys(ggufs, math.inf)
             invariant = dict.fromkeys(gens, True)
             for _ in range(args.repeats):  # interleaved, so a noisy moment hits every engine alike
                 best["hf"] = min(best["hf"], time_hf(hf, shape.eot, batch, n, device))
@@ -339,20 +355,25 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[
                     seconds, song0 = time_ours(gen, batch, n)
                     best[d] = min(best[d], seconds)
                     invariant[d] &= reference.setdefault(d, song0) == song0
-                if gguf:
+                for outtype, gguf in list(ggufs.items()):
                     try:
-                        best["llama"] = min(best["llama"], time_llama(gguf, batch, n, shape.eot))
+                        llama_best[outtype] = min(llama_best[outtype], time_llama(gguf, batch, n, shape.eot))
                     except RuntimeError as exc:  # reported; the other engines go on
-                        gguf, llama_note = None, f"{llama_note}; then failed at batch {batch}: {exc}"
+                        del ggufs[outtype]
+                        llama_note = f"{llama_note}; {outtype} then failed at batch {batch}: {exc}"
             tps = {k: batch * n / v for k, v in best.items()}
-            hf_tps, llama_tps = tps.pop("hf"), tps.pop("llama", 0.0) or None  # 0: failed on every repeat
+            hf_tps = tps.pop("hf")
+            llama_type = min(llama_best, key=llama_best.get, default="")
+            llama_tps = batch * n / llama_best[llama_type] if llama_type else 0.0
             row = Row(name, device, batch, hf_tps, tps,
-                      {d: ceiling(shape, probes[device], d, batch, n) for d in args.dtypes}, invariant, llama_tps,
+                      {d: ceiling(shape, probes[device], d, batch, n) for d in args.dtypes}, invariant,
+                      llama_tps or None, llama_type if llama_tps else "",  # 0: failed on every repeat
                       {d: time_linears(gen, batch, 2 if args.quick else 5) for d, gen in gens.items()})
             rows.append(row)
             print(f"  {name} {device} batch {batch}: generate() {row.hf:.0f} tok/s, "
                   + ", ".join(f"ours {SHORT[d]} {v:.0f}" for d, v in row.ours.items())
-                  + (f", llama.cpp bf16 {row.llama:.0f}" if row.llama else ""), file=sys.stderr)
+                  + "".join(f", llama.cpp {t} {batch * n / v:.0f}" for t, v in llama_best.items() if v < math.inf),
+                  file=sys.stderr)
     return rows, llama_note
 
 
@@ -465,7 +486,7 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
         if d == "int8" and "bfloat16" in dtypes:  # issue 7's target is a share of the bf16 ceiling
             head += ["int8 % of bf16 ceiling"]
     versus_llama = dtypes
-    head += ["llama.cpp bf16 tok/s", *(f"ours {SHORT[d]} ÷ llama.cpp" for d in versus_llama)]
+    head += ["llama.cpp tok/s (GGUF type)", *(f"ours {SHORT[d]} ÷ llama.cpp" for d in versus_llama)]
     head += [f"ceiling {'/'.join(SHORT[d] for d in dtypes)} tok/s", f"songs/min ({n} tok, ours best)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -475,7 +496,7 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
             cells += [fmt(v), f"{v / r.hf:.2f}×", f"{100 * v / r.ceiling[d]:.0f}%"] if v else ["n/a"] * 3
             if d == "int8" and "bfloat16" in dtypes:
                 cells += [f"{100 * v / r.ceiling['bfloat16']:.0f}%" if v else "n/a"]
-        cells += [fmt(r.llama) if r.llama else "n/a"]
+        cells += [f"{fmt(r.llama)} ({r.llama_type})" if r.llama else "n/a"]
         cells += [f"{r.ours[d] / r.llama:.2f}×" if r.llama and r.ours.get(d) else "n/a" for d in versus_llama]
         best = max(r.ours.values(), default=0.0)
         cells += ["/".join(fmt(r.ceiling[d]) for d in dtypes), fmt(best / n * 60) if best else "n/a"]
@@ -539,7 +560,8 @@ def plot(rows: list[Row], dtypes: list[str], path: Path, n: int) -> None:
                 ax.plot(xs, [r.ours[d] for r in rs], "o-", color=color, label=f"ours {SHORT[d]}")
             ax.plot(xs, [r.ceiling[d] for r in rs], "--", color=color, alpha=0.6, label=f"ceiling {SHORT[d]}")
         if all(r.llama for r in rs):
-            ax.plot(xs, [r.llama for r in rs], "s-", color="tab:green", label="llama.cpp bf16")
+            types = "/".join(dict.fromkeys(r.llama_type for r in rs))
+            ax.plot(xs, [r.llama for r in rs], "s-", color="tab:green", label=f"llama.cpp ({types})")
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="tokens/s", xticks=xs,
                title=f"{model} ({device}), {n} new tokens")
         ax.set_xticklabels([str(x) for x in xs])
@@ -665,16 +687,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"plot saved to {args.plot}", file=sys.stderr)
 
 
-def llama_summary(notes: dict[str, str]) -> str:
-    """One report line: which llama.cpp ran, how, and per model whether it was measured or why not."""
+def llama_summary(notes: dict[str, str], ran: bool) -> str:
+    """One report line: which llama.cpp ran (`ran`: on some row), how, and per model whether it was measured
+    or why not."""
     per_model = "; ".join(f"{model}: {note}" for model, note in notes.items())
-    if not any(note.startswith("measured") for note in notes.values()):
+    if not ran:
         return f"llama.cpp: {per_model}"
     try:
         from llama_cpp import __version__ as version
     except Exception:  # not installed or a broken build: the notes say which
         version = "not available"
-    how = (f"llama-cpp-python {version}, bf16 GGUF exported from the same weights (matrices bf16, norms fp32), "
+    how = (f"llama-cpp-python {version}, GGUF exported from the same weights (matrices {' and '.join(llama_types())}, "
+           "norms fp32; the faster type per batch counts), "
            f"{torch.get_num_threads()} threads, one llama_decode per step for the whole batch, top-k 40 by "
            "torch.topk as in our engine, end-of-text masked")
     return f"llama.cpp: {how}; {per_model}"
@@ -705,7 +729,7 @@ def render(args, when, version, probes, rows, naturals, share, load_before, prof
         f"- fixed length: {args.new_tokens} new tokens per song (end-of-text masked in every engine), top-k 40, "
         f"best of {args.repeats}; ceiling = min(GEMM peak ÷ FLOP/token, batch × read bandwidth ÷ bytes/step)",
         f"- batch invariance: {invariance_summary(rows)}",
-        f"- {llama_summary(llama_notes)}",
+        f"- {llama_summary(llama_notes, any(r.llama for r in rows))}",
         "",
         table(rows, args.dtypes, args.new_tokens),
         "",

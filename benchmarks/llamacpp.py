@@ -55,12 +55,15 @@ def unavailable() -> str | None:
 # export
 
 
-def export_gguf(hf_folder: Path, out: Path) -> Path:
-    """Write a GPT-2-format folder's model as a llama.cpp "gpt2" GGUF: matrices bf16, norms and biases fp32.
+def export_gguf(hf_folder: Path, out: Path, outtype: str = "bf16") -> Path:
+    """Write a GPT-2-format folder's model as a llama.cpp "gpt2" GGUF: matrices in `outtype` ("bf16" or
+    "f32"), norms and biases fp32.
 
-    That is what convert_hf_to_gguf.py --outtype bf16 writes, and the bf16 rounding is torch's, the one our
-    engine applies, so both engines multiply by the same weights. HF GPT-2 stores its Conv1D weights as
-    (in, out); llama.cpp wants (out, in) rows, so those four are transposed, as the converter's GPT2Model does.
+    That is what convert_hf_to_gguf.py --outtype bf16 (or f32) writes, and the bf16 rounding is torch's, the
+    one our engine applies, so both engines multiply by the same weights. f32 is llama.cpp's faster choice
+    for batches on a CPU without bf16 arithmetic, which it then converts on every multiply. HF GPT-2 stores
+    its Conv1D weights as (in, out); llama.cpp wants (out, in) rows, so those four are transposed, as the
+    converter's GPT2Model does.
     """
     import gguf
 
@@ -75,7 +78,9 @@ def export_gguf(hf_folder: Path, out: Path) -> Path:
     writer.add_block_count(c.n_layer)
     writer.add_head_count(c.n_head)
     writer.add_layer_norm_eps(c.layer_norm_epsilon)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_BF16)
+    if outtype not in ("bf16", "f32"):
+        raise ValueError(f"outtype must be bf16 or f32, not {outtype!r}")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if outtype == "bf16" else gguf.LlamaFileType.ALL_F32)
 
     # The vocabulary: real token strings where the tokenizer has them, placeholders elsewhere.
     tokens = [f"<unused{i}>" for i in range(c.vocab_size)]
@@ -100,9 +105,12 @@ def export_gguf(hf_folder: Path, out: Path) -> Path:
         return gguf.TENSOR_NAMES[tensor].format(bid=block) + suffix
 
     def matrix(key: str, gguf_name: str, transpose: bool = False) -> None:
-        w = weights[key].t() if transpose else weights[key]
-        bf16 = w.contiguous().to(torch.bfloat16).view(torch.int16).numpy()
-        writer.add_tensor(gguf_name, bf16, raw_dtype=gguf.GGMLQuantizationType.BF16)
+        w = (weights[key].t() if transpose else weights[key]).contiguous()
+        if outtype == "f32":
+            writer.add_tensor(gguf_name, w.float().numpy())
+        else:
+            bf16 = w.to(torch.bfloat16).view(torch.int16).numpy()
+            writer.add_tensor(gguf_name, bf16, raw_dtype=gguf.GGMLQuantizationType.BF16)
 
     def vector(key: str, gguf_name: str) -> None:
         writer.add_tensor(gguf_name, weights[key].float().numpy())
@@ -293,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", default="1,8", help="comma-separated batch sizes: songs decoded together (default 1,8)")
     p.add_argument("--new-tokens", type=int, default=32,
                    help="tokens every song gets; end-of-text is masked so none stops early (default 32)")
+    p.add_argument("--outtype", choices=("bf16", "f32"), default="bf16",
+                   help="GGUF matrix type (default bf16; f32 suits batches on a CPU without bf16 arithmetic)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(),
                    help="llama.cpp threads (default: torch's intra-op thread count, what our engine uses)")
     p.add_argument("--greedy", type=int, default=0, metavar="N",
@@ -311,20 +321,21 @@ def main(argv: list[str] | None = None) -> None:
     eot = load_model(str(args.model)).eot_id
     with tempfile.TemporaryDirectory(prefix="llamacpp-") as tmp:
         start = time.perf_counter()
-        gguf = export_gguf(args.model, Path(tmp) / "model-bf16.gguf")
-        print(f"exported {args.model} to GGUF bf16 in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        gguf = export_gguf(args.model, Path(tmp) / f"model-{args.outtype}.gguf", args.outtype)
+        print(f"exported {args.model} to GGUF {args.outtype} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         if args.greedy:
             from transformers import GPT2LMHeadModel
 
             hf = GPT2LMHeadModel.from_pretrained(args.model).eval()
             ours, theirs = greedy(gguf, eot, args.greedy, args.threads), hf_greedy(hf, eot, args.greedy)
             same = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b), len(ours))
-            print(f"llama.cpp bf16 greedy:    {ours}\ntransformers fp32 greedy: {theirs}\n"
+            print(f"llama.cpp {args.outtype} greedy: {ours}\ntransformers fp32 greedy: {theirs}\n"
                   f"first {same} of {len(ours)} tokens agree")
             return
         for b in (int(x) for x in args.batches.split(",")):
             tps = tokens_per_second(gguf, b, args.new_tokens, args.threads, eot)
-            print(f"llama.cpp bf16, batch {b}, {args.new_tokens} new tokens, {args.threads} threads: {tps:,.0f} tok/s")
+            print(f"llama.cpp {args.outtype}, batch {b}, {args.new_tokens} new tokens, {args.threads} threads: "
+                  f"{tps:,.0f} tok/s")
 
 
 if __name__ == "__main__":
