@@ -14,7 +14,9 @@ oneDNN computes a single row with another kernel that rounds differently in a fe
 random rows, either path), so `gemm` sends one row as two and `onednn-packed` sends fewer than 4 rows as 4
 (its 4-row kernel is also faster than its 2-row one).
 3. `gemm-tile16`, `gemm-tile1`: fixed-height row tiles, so every row always meets the same kernel;
-   fp32 on this machine ends up here, and pays for it at batch 1 (16 rows of work for one).
+   a backend where neither above is row-invariant ends up here (none measured so far: fp32 and bf16 take
+   `onednn-packed` on the Zen 4, fp32 on an AVX2 EPYC, where bf16 takes `gemm`), and pays at batch 1
+   (16 rows of work for one).
 """
 
 import functools
