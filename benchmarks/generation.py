@@ -43,7 +43,7 @@ import billionsongs.model.generate as engine
 from billionsongs.model.generate import Generator
 from billionsongs.model.linear import ONEDNN_PACKED, packed_kernel_available
 from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
-from billionsongs.model.precision import Precision, native_bf16, resolve_precision, slow_reason
+from billionsongs.model.precision import native_bf16, resolve_precision, slow_reason
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -363,17 +363,16 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[
                         llama_note = f"{llama_note}; {outtype} then failed at batch {batch}: {exc}"
             tps = {k: batch * n / v for k, v in best.items()}
             hf_tps = tps.pop("hf")
-            llama_type = min(llama_best, key=llama_best.get, default="")
-            llama_tps = batch * n / llama_best[llama_type] if llama_type else 0.0
+            llama_tps = {t: batch * n / v for t, v in llama_best.items() if v < math.inf}  # inf: every repeat failed
+            llama_type = max(llama_tps, key=llama_tps.get, default="")
             row = Row(name, device, batch, hf_tps, tps,
                       {d: ceiling(shape, probes[device], d, batch, n) for d in args.dtypes}, invariant,
-                      llama_tps or None, llama_type if llama_tps else "",  # 0: failed on every repeat
+                      llama_tps.get(llama_type), llama_type,
                       {d: time_linears(gen, batch, 2 if args.quick else 5) for d, gen in gens.items()})
             rows.append(row)
             print(f"  {name} {device} batch {batch}: generate() {row.hf:.0f} tok/s, "
                   + ", ".join(f"ours {SHORT[d]} {v:.0f}" for d, v in row.ours.items())
-                  + "".join(f", llama.cpp {t} {batch * n / v:.0f}" for t, v in llama_best.items() if v < math.inf),
-                  file=sys.stderr)
+                  + "".join(f", llama.cpp {t} {v:.0f}" for t, v in llama_tps.items()), file=sys.stderr)
     return rows, llama_note
 
 
@@ -485,8 +484,7 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
         head += [f"ours {SHORT[d]} tok/s", f"{SHORT[d]} ÷ generate()", f"{SHORT[d]} % of {SHORT[d]} ceiling"]
         if d == "int8" and "bfloat16" in dtypes:  # issue 7's target is a share of the bf16 ceiling
             head += ["int8 % of bf16 ceiling"]
-    versus_llama = dtypes
-    head += ["llama.cpp tok/s (GGUF type)", *(f"ours {SHORT[d]} ÷ llama.cpp" for d in versus_llama)]
+    head += ["llama.cpp tok/s (GGUF type)", *(f"ours {SHORT[d]} ÷ llama.cpp" for d in dtypes)]
     head += [f"ceiling {'/'.join(SHORT[d] for d in dtypes)} tok/s", f"songs/min ({n} tok, ours best)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -497,7 +495,7 @@ def table(rows: list[Row], dtypes: list[str], n: int) -> str:
             if d == "int8" and "bfloat16" in dtypes:
                 cells += [f"{100 * v / r.ceiling['bfloat16']:.0f}%" if v else "n/a"]
         cells += [f"{fmt(r.llama)} ({r.llama_type})" if r.llama else "n/a"]
-        cells += [f"{r.ours[d] / r.llama:.2f}×" if r.llama and r.ours.get(d) else "n/a" for d in versus_llama]
+        cells += [f"{r.ours[d] / r.llama:.2f}×" if r.llama and r.ours.get(d) else "n/a" for d in dtypes]
         best = max(r.ours.values(), default=0.0)
         cells += ["/".join(fmt(r.ceiling[d]) for d in dtypes), fmt(best / n * 60) if best else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -618,9 +616,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.skipped = {}  # dtype -> why auto left it out (report)
     if args.dtypes.strip() == "auto":
         args.dtypes = ["float32"]
-        for d, precision in (("bfloat16", Precision(torch.bfloat16)),
-                             ("int8", Precision(resolve_precision("auto").dtype, int8=True))):
-            if reason := slow_reason(precision):
+        for d in ("bfloat16", "int8"):
+            if reason := slow_reason(resolve_precision(d, warn=False)):
                 args.skipped[d] = reason
             else:
                 args.dtypes.append(d)

@@ -67,6 +67,8 @@ def export_gguf(hf_folder: Path, out: Path, outtype: str = "bf16") -> Path:
     """
     import gguf
 
+    if outtype not in ("bf16", "f32"):
+        raise ValueError(f"outtype must be bf16 or f32, not {outtype!r}")
     loaded = load_model(str(hf_folder))
     c, weights = loaded.config, loaded.state_dict
     n_ff = weights["h.0.mlp.c_fc.weight"].shape[1]
@@ -78,8 +80,6 @@ def export_gguf(hf_folder: Path, out: Path, outtype: str = "bf16") -> Path:
     writer.add_block_count(c.n_layer)
     writer.add_head_count(c.n_head)
     writer.add_layer_norm_eps(c.layer_norm_epsilon)
-    if outtype not in ("bf16", "f32"):
-        raise ValueError(f"outtype must be bf16 or f32, not {outtype!r}")
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if outtype == "bf16" else gguf.LlamaFileType.ALL_F32)
 
     # The vocabulary: real token strings where the tokenizer has them, placeholders elsewhere.

@@ -72,9 +72,9 @@ def slow_reason(precision: "Precision", device: torch.device | None = None) -> s
 
 
 def resolve_precision(name: "str | torch.dtype | Precision | None" = None,
-                      device: torch.device | None = None) -> Precision:
+                      device: torch.device | None = None, *, warn: bool = True) -> Precision:
     """`name` (one of CHOICES or a float dtype; default $BILLIONSONGS_DTYPE, else "auto") as a Precision
-    for `device` (what "auto" picks depends on it)."""
+    for `device` (what "auto" picks depends on it). `warn`: log `slow_reason` where there is one."""
     if isinstance(name, Precision):
         return name
     if isinstance(name, torch.dtype):
@@ -88,6 +88,6 @@ def resolve_precision(name: "str | torch.dtype | Precision | None" = None,
     if name == "auto":
         return auto
     precision = Precision(auto.dtype, int8=True) if name == "int8" else Precision(getattr(torch, name))
-    if reason := slow_reason(precision, device):
+    if warn and (reason := slow_reason(precision, device)):
         log.warning("precision %s: %s; auto picks %s here", name, reason, auto.name)
     return precision

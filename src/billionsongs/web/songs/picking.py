@@ -41,11 +41,10 @@ def random_pick(exclude: int | None = None) -> Pick:
     sources = [name for name in ("pool", "top", "fresh") if weights.get(name, 0) > 0]
     first = random.choices(sources, weights=[weights[name] for name in sources])[0] if sources else None
     for source in [first] * (first is not None) + [s for s in ("pool", "top") if s != first]:
-        if source == "fresh":
-            return Pick(_fresh(exclude), False)
-        song_id = _PICKERS[source](exclude)
+        picker, checked = _PICKERS[source]
+        song_id = picker(exclude)
         if song_id is not None:
-            return Pick(song_id, source == "pool")
+            return Pick(song_id, checked)
     song_id = _any_written(exclude)
     return Pick(_fresh(exclude), False) if song_id is None else Pick(song_id, True)
 
@@ -107,5 +106,6 @@ def _fresh(exclude: int | None) -> int:
             return song_id
 
 
-_PICKERS = {"pool": _from_pool, "top": _from_top}
+# source -> (picker, whether its pick has just been checked visible: `Pick.visible`)
+_PICKERS = {"pool": (_from_pool, True), "top": (_from_top, False), "fresh": (_fresh, False)}
 
