@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from billionsongs.model.linear import GEMM, LinearKernel, choose_kernel, is_row_invariant
+from billionsongs.model.linear import (GEMM, ONEDNN_TILE, ONEDNN_TILED, LinearKernel, choose_kernel, is_row_invariant,
+                                       packed_kernel_available)
 from billionsongs.model.quantized import int8_kernel
 
 INT8 = int8_kernel(torch.float32)
@@ -53,6 +54,29 @@ def test_single_row_is_sent_as_two(monkeypatch):
     weight, bias = _weight(torch.float32)
     out = GEMM.apply(torch.randn(1, 3072), weight, bias)
     assert heights == [2] and out.shape == (1, 768)
+
+
+@pytest.mark.skipif(not packed_kernel_available(torch.float32), reason="this torch build has no oneDNN linear")
+def test_tiled_onednn_kernel_sends_the_backend_one_height_only(monkeypatch):
+    """Where oneDNN picks its kernel by height (AMX CPUs in bf16), a fixed height is what keeps rows apart."""
+    weight, bias = _weight(torch.float32)
+    packed = ONEDNN_TILED.pack(weight)
+    x = F.gelu(torch.randn(ONEDNN_TILE + 6, 3072, generator=torch.Generator().manual_seed(3)))
+    heights = []
+    real = torch.ops.mkldnn._linear_pointwise
+
+    def spy(x, *args):
+        heights.append(x.shape[0])
+        return real(x, *args)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy)
+    outs = [ONEDNN_TILED.apply(x[:rows], packed, bias) for rows in (1, ONEDNN_TILE, ONEDNN_TILE + 6)]
+    assert heights == [ONEDNN_TILE] * 4
+    assert [out.shape[0] for out in outs] == [1, ONEDNN_TILE, ONEDNN_TILE + 6]
+    assert torch.equal(outs[2][:1], outs[0]) and torch.equal(outs[2][:ONEDNN_TILE], outs[1])
+    torch.testing.assert_close(outs[2], F.linear(x, weight, bias), rtol=1e-4, atol=1e-4)
+    monkeypatch.undo()
+    assert is_row_invariant(ONEDNN_TILED, weight, bias)
 
 
 def test_int8_linear_is_close_to_the_float_one_and_exact_per_row():

@@ -31,6 +31,9 @@ ROW_TILE = 16
 # oneDNN's packed kernel gets at least this many rows (padded with copies of the first): its 1-row kernel
 # rounds differently, and for GPT-2 124M in bf16 here 2 rows took 289 µs a layer where 4 took 223.
 ONEDNN_MIN_ROWS = 4
+# Where oneDNN picks its kernel by the number of rows (AMX above some height, AVX-512 below), every call
+# gets exactly this many: see `onednn-packed-tile64` in the module docstring.
+ONEDNN_TILE = 32
 PROBE_ROWS = (2, 3, 8, 17, 33, 67)
 
 
@@ -91,7 +94,21 @@ def _onednn(post_op: str, scalars: list, algorithm: str) -> Apply:
     return apply
 
 
+def _onednn_tiled(post_op: str, scalars: list, algorithm: str) -> Apply:
+    def apply(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        rows = x.shape[0]
+        if pad := -rows % ONEDNN_TILE:
+            x = torch.cat([x, x[:1].expand(pad, -1)])
+        parts = [torch.ops.mkldnn._linear_pointwise(part, weight, bias, post_op, scalars, algorithm)
+                 for part in x.split(ONEDNN_TILE)]
+        return (parts[0] if len(parts) == 1 else torch.cat(parts))[:rows]
+
+    return apply
+
+
 ONEDNN_PACKED = LinearKernel("onednn-packed", _onednn_pack, _onednn("none", [None], ""), _onednn("gelu", [], "tanh"))
+ONEDNN_TILED = LinearKernel(f"onednn-packed-tile{ONEDNN_TILE}", _onednn_pack, _onednn_tiled("none", [None], ""),
+                            _onednn_tiled("gelu", [], "tanh"))
 GEMM = LinearKernel("gemm", _same, _gemm)
 TILED = [LinearKernel(f"gemm-tile{tile}", _same, _tiled(tile)) for tile in (ROW_TILE, 1)]
 
@@ -113,7 +130,7 @@ def packed_kernel_available(dtype: torch.dtype, device: torch.device | None = No
 
 
 def _candidates(dtype: torch.dtype, device: torch.device) -> list[LinearKernel]:
-    return ([ONEDNN_PACKED] if packed_kernel_available(dtype, device) else []) + [GEMM, *TILED]
+    return ([ONEDNN_PACKED, ONEDNN_TILED] if packed_kernel_available(dtype, device) else []) + [GEMM, *TILED]
 
 
 def _probe_inputs(in_features: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
