@@ -4,8 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from billionsongs.model.linear import (GEMM, ONEDNN_TILE, ONEDNN_TILED, LinearKernel, choose_kernel, is_row_invariant,
-                                       packed_kernel_available)
+from billionsongs.model.linear import (
+    GEMM,
+    ONEDNN_TILE,
+    ONEDNN_TILED,
+    LinearKernel,
+    choose_kernel,
+    is_row_invariant,
+    packed_kernel_available,
+)
 from billionsongs.model.quantized import int8_kernel
 
 INT8 = int8_kernel(torch.float32)

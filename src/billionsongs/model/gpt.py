@@ -136,7 +136,10 @@ class GPT2:
                 }
             )
         self.ln_f = (sd["ln_f.weight"], sd["ln_f.bias"])
-        self.kernel = choose_kernel([self.layers[0]["c_fc"], self.layers[0]["mlp_proj"]],
+        # Every block's shapes are probed: on an AMX Xeon oneDNN's blocking depends on them. The output layer
+        # is left out (a second or more to probe at GPT-2's vocabulary); it shares its depth with c_fc, and was
+        # row-invariant wherever c_fc was (Zen 4, AVX2 EPYC, AMX Xeon; the batch-invariance tests cover it).
+        self.kernel = choose_kernel([self.layers[0][name] for name in ("c_attn", "c_proj", "c_fc", "mlp_proj")],
                                     [int8_kernel(dtype)] if int8 else None)
         for layer in self.layers:
             for name in ("c_attn", "c_proj", "c_fc", "mlp_proj"):

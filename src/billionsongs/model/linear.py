@@ -9,14 +9,21 @@ height and thread count (`choose_kernel`):
    fused. Measured on the 2-vCPU Zen 4 for GPT-2's layers in bf16: 2.5-3x plain `F.linear` at 1-2 rows
    (plain re-blocks the weight on every call) and 1.2-1.6x at 32-64 rows; the 768x50257 output layer
    went from 11.2 to 6.8 ms at 32 rows.
-2. `gemm`: plain `F.linear`.
-oneDNN computes a single row with another kernel that rounds differently in a few outputs (10-35% of
-random rows, either path), so `gemm` sends one row as two and `onednn-packed` sends fewer than 4 rows as 4
-(its 4-row kernel is also faster than its 2-row one).
-3. `gemm-tile16`, `gemm-tile1`: fixed-height row tiles, so every row always meets the same kernel;
-   a backend where neither above is row-invariant ends up here (none measured so far: fp32 and bf16 take
-   `onednn-packed` on the Zen 4, fp32 on an AVX2 EPYC, where bf16 takes `gemm`), and pays at batch 1
-   (16 rows of work for one).
+   oneDNN computes a single row with another kernel that rounds differently in a few outputs (10-35% of
+   random rows), so fewer than 4 rows are sent as 4 (its 4-row kernel is also faster than its 2-row one).
+2. `onednn-packed-tile32`: the same packed weights, but every call gets exactly 32 rows (padded with
+   copies of the first; 64 rows are two calls). On an AMX Xeon (Emerald Rapids), oneDNN's bf16 kernel
+   blocks rows by the call's height, so a row's last bits depend on it, and plain packed fails the probe
+   for GPT-2's layers; at a fixed height each row position still meets the same code. 32 is the tallest
+   that stays row-invariant there for the 3072-deep projection (40-128 are not). Measured there against
+   `gemm-tile16` for GPT-2 124M in bf16 (whole engine, alternating processes): 1.2-1.9x at batch 32,
+   1.1-1.45x at 64, about equal at 1-8.
+3. `gemm`: plain `F.linear`, one row sent as two (its one-row kernel rounds differently, as above).
+4. `gemm-tile16`, `gemm-tile1`: fixed-height row tiles of plain `F.linear`, so every row always meets the
+   same kernel, and pays at batch 1 (16 rows of work for one).
+Chosen so far: fp32 and bf16 take `onednn-packed` on the Zen 4 and fp32 on the AMX Xeon, where bf16
+takes `onednn-packed-tile32`; on an AVX2 EPYC fp32 takes `onednn-packed` and bf16 `gemm` (oneDNN's
+packed bf16 refuses CPUs without AVX-512).
 """
 
 import functools
