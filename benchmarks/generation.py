@@ -240,15 +240,15 @@ def time_linears(gen: Generator, rows: int, repeats: int) -> float:
     sync = synchronizer(gpt.device.type)
     with torch.inference_mode():
         x = torch.randn(rows, gpt.config.n_embd, device=gpt.device).to(gpt.dtype)
-        wide = gpt.kernel.apply_gelu(x, *gpt.layers[0]["c_fc"])  # the MLP's input to its projection, as made
+        wide = gpt.layers[0]["c_fc"].gelu(x)  # the MLP's input to its projection, as made
 
         def step() -> None:
             for layer in gpt.layers:
-                gpt.linear(x, *layer["c_attn"])
-                gpt.linear(x, *layer["c_proj"])
-                gpt.kernel.apply_gelu(x, *layer["c_fc"])
-                gpt.linear(wide, *layer["mlp_proj"])
-            gpt.linear(x, gpt.lm_head)
+                layer["c_attn"](x)
+                layer["c_proj"](x)
+                layer["c_fc"].gelu(x)
+                layer["mlp_proj"](wide)
+            gpt.lm_head(x)
 
         return best_seconds(step, repeats, sync)
 
@@ -332,7 +332,7 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, probes: dict[
         gens = {d: Generator(str(folder), dtype=d, max_tokens=n, device=device)
                 for d in args.dtypes if device == "cpu" or d != "int8"}
         for d, g in gens.items():
-            chosen = f"linear {g.gpt.kernel.name}, attention {g.gpt.attention_name}"
+            chosen = f"linear {g.gpt.kernel_name}, attention {g.gpt.attention_name}"
             args.kernels.setdefault(SHORT[d], set()).add(chosen)
         ggufs: dict[str, Path] = {}  # GGUF type -> file; llama.cpp is built for the CPU only
         if device == "cpu" and not args.llama_unavailable:

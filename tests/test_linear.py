@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from billionsongs.model.linear import (
     GEMM,
-    ONEDNN_TILE,
     ONEDNN_TILED,
+    ONEDNN_TILES,
     LinearKernel,
     choose_kernel,
     is_row_invariant,
@@ -64,11 +64,13 @@ def test_single_row_is_sent_as_two(monkeypatch):
 
 
 @pytest.mark.skipif(not packed_kernel_available(torch.float32), reason="this torch build has no oneDNN linear")
-def test_tiled_onednn_kernel_sends_the_backend_one_height_only(monkeypatch):
+@pytest.mark.parametrize("tile", ONEDNN_TILES)
+def test_tiled_onednn_kernel_sends_the_backend_one_height_only(tile, monkeypatch):
     """Where oneDNN picks its kernel by height (AMX CPUs in bf16), a fixed height is what keeps rows apart."""
+    kernel = ONEDNN_TILED[tile]
     weight, bias = _weight(torch.float32)
-    packed = ONEDNN_TILED.pack(weight)
-    x = F.gelu(torch.randn(ONEDNN_TILE + 6, 3072, generator=torch.Generator().manual_seed(3)))
+    packed = kernel.pack(weight)
+    x = F.gelu(torch.randn(tile + 6, 3072, generator=torch.Generator().manual_seed(3)))
     heights = []
     real = torch.ops.mkldnn._linear_pointwise
 
@@ -77,13 +79,36 @@ def test_tiled_onednn_kernel_sends_the_backend_one_height_only(monkeypatch):
         return real(x, *args)
 
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy)
-    outs = [ONEDNN_TILED.apply(x[:rows], packed, bias) for rows in (1, ONEDNN_TILE, ONEDNN_TILE + 6)]
-    assert heights == [ONEDNN_TILE] * 4
-    assert [out.shape[0] for out in outs] == [1, ONEDNN_TILE, ONEDNN_TILE + 6]
-    assert torch.equal(outs[2][:1], outs[0]) and torch.equal(outs[2][:ONEDNN_TILE], outs[1])
+    outs = [kernel.apply(x[:rows], packed, bias) for rows in (1, tile, tile + 6)]
+    assert heights == [tile] * 4
+    assert [out.shape[0] for out in outs] == [1, tile, tile + 6]
+    assert torch.equal(outs[2][:1], outs[0]) and torch.equal(outs[2][:tile], outs[1])
     torch.testing.assert_close(outs[2], F.linear(x, weight, bias), rtol=1e-4, atol=1e-4)
     monkeypatch.undo()
-    assert is_row_invariant(ONEDNN_TILED, weight, bias)
+    assert is_row_invariant(kernel, weight, bias)
+
+
+def test_each_layer_shape_gets_the_first_kernel_row_invariant_for_it(tiny_model_dir, monkeypatch):
+    """A kernel that fails the probe for one shape only is kept for the others."""
+    from billionsongs.model import gpt as gpt_module
+    from billionsongs.model.loading import load_model
+
+    loaded = load_model(str(tiny_model_dir))
+    deep = 4 * loaded.config.n_embd  # the MLP projection's input
+
+    def row_by_row(x, w, b):
+        return torch.cat([F.linear(row, w, b) for row in x.split(1)])
+
+    def sees_batch_if_deep(x, w, b):
+        return row_by_row(x, w, b) + (1e-3 * x.shape[0] if x.shape[1] == deep else 0)
+
+    picky = LinearKernel("picky", lambda w: w, sees_batch_if_deep)
+    exact = LinearKernel("row-by-row", lambda w: w, row_by_row)
+    real_choose = gpt_module.choose_kernel
+    monkeypatch.setattr(gpt_module, "choose_kernel", lambda weights, _=None: real_choose(weights, [picky, exact]))
+    model = gpt_module.GPT2(loaded.config, loaded.state_dict)
+    assert model.kernel_name == "picky (c_attn/c_proj/c_fc), row-by-row (mlp_proj)"
+    assert model.lm_head.kernel is picky
 
 
 def test_int8_linear_is_close_to_the_float_one_and_exact_per_row():

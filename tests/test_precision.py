@@ -39,7 +39,7 @@ def test_generator_follows_the_environment(monkeypatch, tiny_model_dir):
 def test_int8_generator_quantizes_its_linear_layers(monkeypatch, tiny_model_dir):
     monkeypatch.setenv("BILLIONSONGS_DTYPE", "int8")
     generator = Generator(str(tiny_model_dir))
-    assert generator.precision.int8 and generator.gpt.kernel.name == "int8-dynamic"
+    assert generator.precision.int8 and generator.gpt.kernel_name == "int8-dynamic"
 
 
 def test_a_precision_this_cpu_only_emulates_is_kept_but_warned_about(monkeypatch, caplog):

@@ -2,9 +2,9 @@
 
 Why not `transformers`' forward: we need (1) a cache whose rows come and go as songs end and new ones
 start (continuous batching), and (2) results per row that are bit-identical whatever else is in the
-batch. Linear layers get that from `linear.choose_kernel`, which probes the backend once (or from exact
-integer sums, in int8: `quantized.py`); attention
-from `attention.py`, whose reductions run over one row's own cache.
+batch. Linear layers get that from `linear.choose_kernel`, which probes the backend once per layer shape
+(or from exact integer sums, in int8: `quantized.py`); attention from `attention.py`, whose reductions
+run over one row's own cache.
 
 Rows sit at different positions, so attention runs over the longest row's keys with later keys masked.
 Reductions over a length under one SIMD width take a different code path, so the attended length is
@@ -13,17 +13,17 @@ a longer song (checked by the batch-invariance tests). Layer norm and GELU are p
 """
 
 import threading
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from billionsongs.model.attention import choose_attention
-from billionsongs.model.linear import choose_kernel
+from billionsongs.model.linear import PackedLinear, choose_kernel
 from billionsongs.model.loading import GPT2Config
 from billionsongs.model.quantized import int8_available, int8_kernel
 
 ATTENTION_PAD = 32
+LINEARS = ("c_attn", "c_proj", "c_fc", "mlp_proj")
 
 
 class KVCache:
@@ -136,22 +136,28 @@ class GPT2:
                 }
             )
         self.ln_f = (sd["ln_f.weight"], sd["ln_f.bias"])
-        # Every block's shapes are probed: on an AMX Xeon oneDNN's blocking depends on them. The output layer
-        # is left out (a second or more to probe at GPT-2's vocabulary); it shares its depth with c_fc, and was
-        # row-invariant wherever c_fc was (Zen 4, AVX2 EPYC, AMX Xeon; the batch-invariance tests cover it).
-        self.kernel = choose_kernel([self.layers[0][name] for name in ("c_attn", "c_proj", "c_fc", "mlp_proj")],
-                                    [int8_kernel(dtype)] if int8 else None)
+        # One probe per layer shape (same in every block): on an AMX Xeon the tallest row-invariant call height
+        # depends on it. The output layer is not probed (a second or more at GPT-2's vocabulary): it has c_fc's
+        # depth and was row-invariant with c_fc's kernel wherever measured (Zen 4, AVX2 EPYC, AMX Xeon; the
+        # batch-invariance tests cover it).
+        candidates = [int8_kernel(dtype)] if int8 else None
+        kernels = {name: choose_kernel([self.layers[0][name]], candidates) for name in LINEARS}
         for layer in self.layers:
-            for name in ("c_attn", "c_proj", "c_fc", "mlp_proj"):
-                weight, bias = layer[name]
-                layer[name] = (self.kernel.pack(weight), bias)
-        self.lm_head = self.kernel.pack(self.wte)
+            for name in LINEARS:
+                layer[name] = PackedLinear.pack(kernels[name], *layer[name])
+        self.lm_head = PackedLinear.pack(kernels["c_fc"], self.wte, None)
         self.attention_name, self.attend = choose_attention(dtype, config.n_head, config.n_embd // config.n_head,
                                                             device=self.device)
 
-    def linear(self, x: torch.Tensor, weight: Any, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """`weight` as the kernel packed it (a tensor, or `quantized.QuantizedWeight` in int8)."""
-        return self.kernel.apply(x, weight, bias)
+    @property
+    def kernel_name(self) -> str:
+        """The linear kernel, or the kernel of each layer where they differ ("k1 (c_attn/c_fc), k2 (...)")."""
+        by_kernel: dict[str, list[str]] = {}
+        for name in LINEARS:
+            by_kernel.setdefault(self.layers[0][name].kernel.name, []).append(name)
+        if len(by_kernel) == 1:
+            return next(iter(by_kernel))
+        return ", ".join(f"{kernel} ({'/'.join(names)})" for kernel, names in by_kernel.items())
 
     def new_cache(self, rows: int, capacity: int | None = None) -> KVCache:
         """A cache for `rows` songs of up to `capacity` positions (default: the model's context), in the
@@ -185,12 +191,12 @@ class GPT2:
         x = self.wte[tokens] + self.wpe[positions]
         for layer, keys, values in zip(self.layers, cache.keys, cache.values, strict=True):
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_1"], eps)
-            q, k, v = self.linear(h, *layer["c_attn"]).view(rows, 3, heads, head_dim).unbind(1)
+            q, k, v = layer["c_attn"](h).view(rows, 3, heads, head_dim).unbind(1)
             keys[row_index, :, positions] = k
             values[row_index, :, :, positions] = v
             y = self.attend(q, keys[:rows], values[:rows], hidden).reshape(rows, c.n_embd)
-            x = x + self.linear(y, *layer["c_proj"])
+            x = x + layer["c_proj"](y)
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
-            x = x + self.linear(self.kernel.apply_gelu(h, *layer["c_fc"]), *layer["mlp_proj"])
+            x = x + layer["mlp_proj"](layer["c_fc"].gelu(h))
         x = F.layer_norm(x, (c.n_embd,), *self.ln_f, eps)
-        return self.linear(x, self.lm_head)
+        return self.lm_head(x)

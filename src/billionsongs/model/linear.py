@@ -11,19 +11,22 @@ height and thread count (`choose_kernel`):
    went from 11.2 to 6.8 ms at 32 rows.
    oneDNN computes a single row with another kernel that rounds differently in a few outputs (10-35% of
    random rows), so fewer than 4 rows are sent as 4 (its 4-row kernel is also faster than its 2-row one).
-2. `onednn-packed-tile32`: the same packed weights, but every call gets exactly 32 rows (padded with
-   copies of the first; 64 rows are two calls). On an AMX Xeon (Emerald Rapids), oneDNN's bf16 kernel
-   blocks rows by the call's height, so a row's last bits depend on it, and plain packed fails the probe
-   for GPT-2's layers; at a fixed height each row position still meets the same code. 32 is the tallest
-   that stays row-invariant there for the 3072-deep projection (40-128 are not). Measured there against
-   `gemm-tile16` for GPT-2 124M in bf16 (whole engine, alternating processes): 1.2-1.9x at batch 32,
-   1.1-1.45x at 64, about equal at 1-8.
+2. `onednn-packed-tile64`, `onednn-packed-tile32`: the same packed weights, but every call gets exactly
+   64 (or 32) rows, padded with copies of the first; taller batches are several calls. On an AMX Xeon
+   (Emerald Rapids), oneDNN's bf16 kernel blocks rows by the call's height, so a row's last bits depend
+   on it, and plain packed fails the probe for GPT-2's layers; at a fixed height each row position
+   still meets the same code. There 64 is row-invariant for GPT-2's 768-deep layers but not for the
+   3072-deep projection, where 32 is the tallest that is (40-128 are not), so each layer shape gets its
+   own kernel (`GPT2`). Each call streams the whole weight, so the tallest tile wins at batch 64 and
+   costs nothing measurable below (AMX's arithmetic is cheap next to the weight read): for GPT-2 124M
+   in bf16 there (whole engine, alternating processes), tile32 everywhere was 1.2-1.9x `gemm-tile16` at
+   batch 32, and tile64 where invariant 1.2-1.4x tile32 everywhere at batch 64, equal at 32.
 3. `gemm`: plain `F.linear`, one row sent as two (its one-row kernel rounds differently, as above).
 4. `gemm-tile16`, `gemm-tile1`: fixed-height row tiles of plain `F.linear`, so every row always meets the
    same kernel, and pays at batch 1 (16 rows of work for one).
-Chosen so far: fp32 and bf16 take `onednn-packed` on the Zen 4 and fp32 on the AMX Xeon, where bf16
-takes `onednn-packed-tile32`; on an AVX2 EPYC fp32 takes `onednn-packed` and bf16 `gemm` (oneDNN's
-packed bf16 refuses CPUs without AVX-512).
+Chosen so far: fp32 and bf16 take `onednn-packed` on the Zen 4, and fp32 on the AMX Xeon, where GPT-2's
+bf16 layers take tile64 (tile32 for the 3072-deep one); on an AVX2 EPYC fp32 takes `onednn-packed` and
+bf16 `gemm` (oneDNN's packed bf16 refuses CPUs without AVX-512).
 """
 
 import functools
@@ -38,9 +41,9 @@ ROW_TILE = 16
 # oneDNN's packed kernel gets at least this many rows (padded with copies of the first): its 1-row kernel
 # rounds differently, and for GPT-2 124M in bf16 here 2 rows took 289 µs a layer where 4 took 223.
 ONEDNN_MIN_ROWS = 4
-# Where oneDNN picks its kernel by the number of rows (AMX above some height, AVX-512 below), every call
-# gets exactly this many: see `onednn-packed-tile64` in the module docstring.
-ONEDNN_TILE = 32
+# Where oneDNN's rounding depends on the call's height (AMX Xeon, bf16), every call gets exactly one of these
+# heights, the tallest that is row-invariant for the layer (module docstring, item 2).
+ONEDNN_TILES = (64, 32)
 PROBE_ROWS = (2, 3, 8, 17, 33, 67)
 
 
@@ -101,23 +104,43 @@ def _onednn(post_op: str, scalars: list, algorithm: str) -> Apply:
     return apply
 
 
-def _onednn_tiled(post_op: str, scalars: list, algorithm: str) -> Apply:
+def _onednn_tiled(post_op: str, scalars: list, algorithm: str, tile: int) -> Apply:
     def apply(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         rows = x.shape[0]
-        if pad := -rows % ONEDNN_TILE:
+        if pad := -rows % tile:
             x = torch.cat([x, x[:1].expand(pad, -1)])
         parts = [torch.ops.mkldnn._linear_pointwise(part, weight, bias, post_op, scalars, algorithm)
-                 for part in x.split(ONEDNN_TILE)]
+                 for part in x.split(tile)]
         return (parts[0] if len(parts) == 1 else torch.cat(parts))[:rows]
 
     return apply
 
 
 ONEDNN_PACKED = LinearKernel("onednn-packed", _onednn_pack, _onednn("none", [None], ""), _onednn("gelu", [], "tanh"))
-ONEDNN_TILED = LinearKernel(f"onednn-packed-tile{ONEDNN_TILE}", _onednn_pack, _onednn_tiled("none", [None], ""),
-                            _onednn_tiled("gelu", [], "tanh"))
+ONEDNN_TILED = {tile: LinearKernel(f"onednn-packed-tile{tile}", _onednn_pack, _onednn_tiled("none", [None], "", tile),
+                                   _onednn_tiled("gelu", [], "tanh", tile)) for tile in ONEDNN_TILES}
 GEMM = LinearKernel("gemm", _same, _gemm)
 TILED = [LinearKernel(f"gemm-tile{tile}", _same, _tiled(tile)) for tile in (ROW_TILE, 1)]
+
+
+@dataclass(frozen=True)
+class PackedLinear:
+    """One layer: its weight as `kernel` packed it, and its bias. Each layer shape has its own kernel because
+    which kernels are row-invariant can depend on the shape (the 3072-deep projection on an AMX Xeon)."""
+
+    kernel: LinearKernel
+    weight: Any
+    bias: torch.Tensor | None
+
+    @classmethod
+    def pack(cls, kernel: LinearKernel, weight: torch.Tensor, bias: torch.Tensor | None) -> "PackedLinear":
+        return cls(kernel, kernel.pack(weight), bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kernel.apply(x, self.weight, self.bias)
+
+    def gelu(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kernel.apply_gelu(x, self.weight, self.bias)
 
 
 @functools.cache
@@ -137,7 +160,8 @@ def packed_kernel_available(dtype: torch.dtype, device: torch.device | None = No
 
 
 def _candidates(dtype: torch.dtype, device: torch.device) -> list[LinearKernel]:
-    return ([ONEDNN_PACKED, ONEDNN_TILED] if packed_kernel_available(dtype, device) else []) + [GEMM, *TILED]
+    packed = [ONEDNN_PACKED, *ONEDNN_TILED.values()] if packed_kernel_available(dtype, device) else []
+    return packed + [GEMM, *TILED]
 
 
 def _probe_inputs(in_features: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
