@@ -44,6 +44,7 @@ from billionsongs.model.generate import Generator
 from billionsongs.model.linear import ONEDNN_PACKED, packed_kernel_available
 from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
 from billionsongs.model.precision import native_bf16, resolve_precision, slow_reason
+from billionsongs.model.quantized import pack_int8_weight, packed_int8_available
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -151,8 +152,8 @@ class Probe:
 
 def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
     """GEMM of GPT-2's MLP shape (2048×768 @ 768×3072) for peak FLOP/s, plain `@` or the engine's prepacked
-    oneDNN kernel, whichever is faster (int8: `torch._int_mm`, int32 sums, ops counted as FLOP); a 256 MiB
-    sum/copy for bandwidth."""
+    oneDNN kernel, whichever is faster (int8: `torch._int_mm` or the engine's prepacked oneDNN int8 matmul,
+    whichever is faster, int32 sums, ops counted as FLOP); a 256 MiB sum/copy for bandwidth."""
     sync = synchronizer(device)
     flops = {}
     m, k, n = 2048, 768, 3072
@@ -162,6 +163,13 @@ def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
             a = torch.randint(-127, 128, (m, k), dtype=torch.int8, device=device)
             b = torch.randint(-127, 128, (n, k), dtype=torch.int8, device=device).t()
             seconds = best_seconds(lambda a=a, b=b, iters=iters: [torch._int_mm(a, b) for _ in range(iters)], 3, sync)
+            if device == "cpu" and packed_int8_available():
+                # As for bf16: the engine's prepacked kernel (quantized.py) counts where it is faster.
+                w = pack_int8_weight(b.t().float())
+                u8 = a.to(torch.int16).add_(128).to(torch.uint8)
+                seconds = min(seconds, best_seconds(lambda u8=u8, w=w, iters=iters: [torch.ops.onednn.qlinear_pointwise(
+                    u8, 1.0, 128, w.packed, w.ones, w.zeros, None, 1.0, 0, torch.float32, "none", [], "")
+                    for _ in range(iters)], 3, sync))
             flops[name] = 2 * m * k * n * iters / seconds
             continue
         a = torch.randn(m, k, device=device).to(DTYPES[name])

@@ -5,6 +5,7 @@ import torch
 
 from billionsongs.model.generate import Generator
 from billionsongs.model.precision import Precision, native_bf16, resolve_precision
+from billionsongs.model.quantized import packed_int8_available
 
 
 def test_auto_is_bf16_exactly_where_the_hardware_has_it(monkeypatch):
@@ -39,7 +40,8 @@ def test_generator_follows_the_environment(monkeypatch, tiny_model_dir):
 def test_int8_generator_quantizes_its_linear_layers(monkeypatch, tiny_model_dir):
     monkeypatch.setenv("BILLIONSONGS_DTYPE", "int8")
     generator = Generator(str(tiny_model_dir))
-    assert generator.precision.int8 and generator.gpt.kernel_name == "int8-dynamic"
+    fastest = "int8-onednn-packed" if packed_int8_available() else "int8-dynamic"
+    assert generator.precision.int8 and generator.gpt.kernel_name == fastest
 
 
 def test_a_precision_this_cpu_only_emulates_is_kept_but_warned_about(monkeypatch, caplog):

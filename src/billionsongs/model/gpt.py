@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from billionsongs.model.attention import choose_attention
 from billionsongs.model.linear import PackedLinear, choose_kernel
 from billionsongs.model.loading import GPT2Config
-from billionsongs.model.quantized import int8_available, int8_kernel
+from billionsongs.model.quantized import int8_available, int8_kernels
 
 ATTENTION_PAD = 32
 LINEARS = ("c_attn", "c_proj", "c_fc", "mlp_proj")
@@ -140,7 +140,7 @@ class GPT2:
         # depends on it. The output layer is not probed (a second or more at GPT-2's vocabulary): it has c_fc's
         # depth and was row-invariant with c_fc's kernel wherever measured (Zen 4, AVX2 EPYC, AMX Xeon; the
         # batch-invariance tests cover it).
-        candidates = [int8_kernel(dtype)] if int8 else None
+        candidates = int8_kernels(dtype) if int8 else None
         kernels = {name: choose_kernel([self.layers[0][name]], candidates) for name in LINEARS}
         for layer in self.layers:
             for name in LINEARS:
