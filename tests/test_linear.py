@@ -13,7 +13,7 @@ from billionsongs.model.linear import (
     is_row_invariant,
     packed_kernel_available,
 )
-from billionsongs.model.quantized import int8_kernel, int8_kernels, packed_int8_available
+from billionsongs.model.quantized import int8_kernel, int8_kernels, packed_int8_available, quantize_weight
 
 INT8 = int8_kernel(torch.float32)
 
@@ -132,18 +132,22 @@ def test_int8_linear_is_close_to_the_float_one_and_exact_per_row():
 
 @pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")
 def test_packed_int8_kernel_gives_the_plain_int8_kernels_bits_at_every_height():
-    """Which of the two int8 kernels a machine picks must never change a song. Rows of large equal values
-    push the integer sums past 2^24, where converting them to float32 rounds."""
+    """Which of the two int8 kernels a machine picks must never change a song. Rows of large, nearly equal
+    values push some integer sums past 2^24 to values float32 cannot hold, so the conversion rounds."""
     packed_kernel, plain_kernel = int8_kernels(torch.bfloat16)
     assert (packed_kernel.name, plain_kernel.name) == ("int8-onednn-packed", "int8-dynamic")
     gen = torch.Generator().manual_seed(3)
     weight, bias = 0.02 * torch.randn(768, 3072, generator=gen), 0.1 * torch.randn(768, generator=gen)
     weight[:8] = 0.05
+    weight[:8, ::7] = 0.049
     x = F.gelu(torch.randn(64, 3072, generator=gen), approximate="tanh").bfloat16()
     x[:4] = 3.0
+    x[:4, ::5] = 2.9
     packed, plain = packed_kernel.pack(weight), plain_kernel.pack(weight)
-    assert (torch._int_mm(torch.full((2, 3072), 127, dtype=torch.int8), plain.values[:8].t()) > 2**24).all()
-    for rows in (1, 2, 3, 17, 64):
+    # Activation rows are rounded as weight rows are (largest magnitude ÷ 127 each), so this is the int8 input.
+    sums = torch._int_mm(quantize_weight(x[:4].float()).values, plain.values[:8].t()).long()
+    assert ((sums > 2**24) & (sums.float().long() != sums)).any()
+    for rows in (2, 3, 4, 17, 64):
         for apply in ("apply", "apply_gelu"):
             ours = getattr(packed_kernel, apply)(x[:rows], packed, bias)
             assert torch.equal(ours, getattr(plain_kernel, apply)(x[:rows], plain, bias)), (rows, apply)

@@ -94,6 +94,7 @@ class PackedInt8Weight:
 
 
 def pack_int8_weight(weight: torch.Tensor) -> PackedInt8Weight:
+    """`quantize_weight`, kept as it is (for one-row calls) and reordered for oneDNN."""
     quantized = quantize_weight(weight)
     out = weight.shape[0]
     return PackedInt8Weight(quantized, torch.ops.onednn.qlinear_prepack(quantized.values, None),
@@ -123,16 +124,20 @@ def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Te
 @functools.cache
 def packed_int8_available() -> bool:
     """Can oneDNN's prepacked int8 matmul run here, exactly? Its quantized ops are in every x86 build of
-    torch; asked by running one, since a build or CPU without them raises at call time. Only with VNNI:
+    torch; asked by running one against `int8_linear`, since a build or CPU without them raises at call
+    time. Only with VNNI:
     without it, x86 int8 kernels add u8·s8 pairs in saturating 16-bit lanes, which is not exact, and a
     row alone (`int8_linear`) would then differ from the same row in a batch."""
     if not (hasattr(torch.ops.onednn, "qlinear_prepack") and vnni()):
         return False
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(4, 256, generator=gen), torch.randn(32, 256, generator=gen)
+    x[:, ::2] = w[:, ::2] = 10.0  # every other product 127·127, one sign: where a saturating kernel would show
     try:
-        int8_linear_packed(torch.ones(4, 16), pack_int8_weight(torch.ones(16, 16)), None)
+        weight = pack_int8_weight(w)
+        return torch.equal(int8_linear_packed(x, weight, None), int8_linear(x, weight.quantized, None))
     except RuntimeError:
         return False
-    return True
 
 
 def _int8(name: str, pack, linear, dtype: torch.dtype) -> LinearKernel:
