@@ -44,7 +44,7 @@ from billionsongs.model.generate import Generator
 from billionsongs.model.linear import ONEDNN_PACKED, packed_kernel_available
 from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
 from billionsongs.model.precision import native_bf16, resolve_precision, slow_reason
-from billionsongs.model.quantized import pack_int8_weight, packed_int8_available
+from billionsongs.model.quantized import pack_int8_weight, packed_int8_available, packed_int8_sums
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -167,9 +167,8 @@ def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
                 # As for bf16: the engine's prepacked kernel (quantized.py) counts where it is faster.
                 w = pack_int8_weight(b.t().float())
                 u8 = a.to(torch.int16).add_(128).to(torch.uint8)
-                seconds = min(seconds, best_seconds(lambda u8=u8, w=w, iters=iters: [torch.ops.onednn.qlinear_pointwise(
-                    u8, 1.0, 128, w.packed, w.ones, w.zeros, None, 1.0, 0, torch.float32, "none", [], "")
-                    for _ in range(iters)], 3, sync))
+                seconds = min(seconds, best_seconds(
+                    lambda u8=u8, w=w, iters=iters: [packed_int8_sums(u8, w) for _ in range(iters)], 3, sync))
             flops[name] = 2 * m * k * n * iters / seconds
             continue
         a = torch.randn(m, k, device=device).to(DTYPES[name])

@@ -48,9 +48,8 @@ class QuantizedWeight:
 
 def quantize_weight(weight: torch.Tensor) -> QuantizedWeight:
     """Round an (out, in) weight to int8 with one scale per output channel (its largest magnitude ÷ 127)."""
-    w = weight.float()
-    scale = w.abs().amax(dim=1).clamp_min_(torch.finfo(torch.float32).tiny).div_(LEVELS)
-    return QuantizedWeight((w / scale[:, None]).round_().to(torch.int8), scale)  # not in place: w may be weight
+    rounded, scale = _rounded_rows(weight)
+    return QuantizedWeight(rounded.to(torch.int8), scale.squeeze(1))
 
 
 def int8_linear(x: torch.Tensor, weight: QuantizedWeight, bias: torch.Tensor | None) -> torch.Tensor:
@@ -116,9 +115,13 @@ def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Te
     if x.shape[0] == 1:
         return int8_linear(x, weight.quantized, bias)
     rounded, scale = _rounded_rows(x)
-    sums = torch.ops.onednn.qlinear_pointwise(rounded.add_(128).to(torch.uint8), 1.0, 128, weight.packed, weight.ones,
-                                              weight.zeros, None, 1.0, 0, torch.float32, "none", [], "")
-    return _rescaled(sums, scale, weight.quantized.scale, bias)
+    return _rescaled(packed_int8_sums(rounded.add_(128).to(torch.uint8), weight), scale, weight.quantized.scale, bias)
+
+
+def packed_int8_sums(shifted: torch.Tensor, weight: PackedInt8Weight) -> torch.Tensor:
+    """Each row's integer sums with the weight, as float32, from its int8 values shifted by 128 (uint8)."""
+    return torch.ops.onednn.qlinear_pointwise(shifted, 1.0, 128, weight.packed, weight.ones, weight.zeros, None,
+                                              1.0, 0, torch.float32, "none", [], "")
 
 
 @functools.cache
