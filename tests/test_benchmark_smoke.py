@@ -24,6 +24,7 @@ def test_quick_benchmark_prints_tables(tmp_path):
     rows = [line for line in out.splitlines() if line.startswith("| tiny (fixture) | cpu |")]
     assert [row.split(" | ")[2] for row in rows] == ["1", "8"] * 2  # throughput, then where a step goes
     assert "| model | device | batch | fp32 ms/step | fp32 linears ms |" in out
+    assert "fp32 no-overlap ceiling tok/s | fp32 % of it |" in out
     assert "row utilisation" in out and "ceiling probe (cpu)" in out
     assert "token-identical at every batch size" in out
     assert plot.stat().st_size > 0
