@@ -1,8 +1,9 @@
 """One real browser session: Debian's Chromium, driven by Playwright, with JavaScript switched off.
 
 Open /, read the lyrics, sign up through the vote widget, vote, see the count change, find the song on
-/top/, and watch a song being written turn into its page by itself; with JavaScript on, press Play and
-follow the karaoke highlight. Screenshots go to test-output/browser/.
+/top/, and watch a song being written turn into its page by itself; with JavaScript on, follow a song
+being written live until it fails, press Play and follow the karaoke highlight. Screenshots go to
+test-output/browser/.
 """
 
 import os
@@ -133,6 +134,33 @@ def test_dark_mode_small_screen_and_a_song_being_written(chromium, site):
         if scheme == "dark":
             page.screenshot(path=SHOTS / "song-dark.png", full_page=True)
         context.close()
+
+
+def test_live_writing_says_when_it_waits_and_a_failed_song_ends_as_its_url_asks(chromium, site):
+    """With JavaScript the writing page follows the stream. A song still queued keeps saying it waits
+    (not "0 tokens written"); a song that fails ends on "No song here" when its number was asked for by
+    name, and on another song only where a random pick (?fallback=random) brought the visitor."""
+    context = chromium.new_context(color_scheme="light", viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    with page.expect_response(lambda response: "/song/88/stream/" in response.url):
+        page.goto(site + "/song/88/")
+    page.wait_for_timeout(500)  # the stream's first event (0 tokens: still queued) has arrived and been handled
+    label = page.locator("[data-progress]")
+    assert label.inner_text() == "Waiting for a free writer…"
+    Song.objects.filter(pk=88).update(status=Status.GENERATING, progress=3, partial="Rain on the")
+    page.locator("[data-live]", has_text="Rain on the").wait_for()
+    assert label.inner_text().startswith("3 tokens written so far")
+    Song.objects.filter(pk=88).update(status=Status.FAILED)
+    page.locator("h1", has_text="No song here").wait_for()
+    assert page.url == site + "/song/88/"
+
+    page.goto(site + "/song/89/?fallback=random")
+    assert "being written" in page.locator("h1").inner_text()
+    Song.objects.filter(pk=89).update(status=Status.FAILED)
+    page.locator("h1", has_text="Walking Home").wait_for()  # the only written song
+    assert page.url == site + "/song/2026/"
+    context.close()
 
 
 def test_play_the_karaoke_track_and_follow_the_highlight(chromium, site):

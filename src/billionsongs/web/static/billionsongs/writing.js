@@ -18,6 +18,7 @@
   }
   source.addEventListener("progress", function (event) {
     var state = JSON.parse(event.data);
+    if (!state.tokens) { return; }  // still queued: the page's "Waiting for a free writer…" stays true
     live.textContent = state.text;
     label.textContent = state.tokens + " tokens written so far" +
       (state.max_tokens ? " (at most " + state.max_tokens + ")." : ".");
@@ -25,10 +26,13 @@
     bar.value = state.tokens;
     bar.hidden = false;
   });
+  // A written song replaces this page. A failed one goes back to this page's own URL, as the reload
+  // without JavaScript does: "no song" for a number asked for by name, another song where a random pick
+  // brought the visitor (its URL carries ?fallback=random).
   function finish(event) {
     finished = true;
     source.close();
-    window.location.replace(JSON.parse(event.data).url + (event.type === "failed" ? "?fallback=random" : ""));
+    window.location.replace(event.type === "failed" ? box.getAttribute("data-refresh-url") : JSON.parse(event.data).url);
   }
   source.addEventListener("done", finish);
   source.addEventListener("failed", finish);
