@@ -198,3 +198,21 @@ def test_concurrent_requests_for_a_new_id_create_one_queued_song():
         thread.join()
     assert statuses == [200] * 6
     assert list(Song.objects.values_list("id", "status")) == [(123456789, Status.PENDING)]
+
+
+@pytest.mark.parametrize(("typed", "page"), [("42", "/song/42/"), (" #1,234 ", "/song/1234/"), ("007", "/song/7/"),
+                                             ("0", "/song/0/"), ("9223372036854775807", "/song/9223372036854775807/")])
+def test_the_song_number_box_goes_to_that_songs_one_url(client, typed, page):
+    response = client.get("/song/", {"n": typed})
+    assert response.status_code == 302 and response["Location"] == page
+
+
+@pytest.mark.parametrize("typed", ["", "abc", "-1", "1.5", "9223372036854775808", "４２"])
+def test_the_song_number_box_answers_404_for_what_is_not_a_song_number(client, typed):
+    assert client.get("/song/", {"n": typed}).status_code == 404
+
+
+def test_every_page_has_the_song_number_box(client, song):
+    html = client.get("/song/42/").content.decode()
+    assert '<form class="song-lookup" action="/song/" method="get" role="search">' in html
+    assert 'name="n"' in html

@@ -35,6 +35,19 @@ def random_song(request: HttpRequest) -> HttpResponse:
     return _redirect_to_random()
 
 
+@require_safe
+def song_lookup(request: HttpRequest) -> HttpResponse:
+    """The header's "Song #" box (?n=…): the page of the number typed. A person types "#1,234" or "007"
+    as readily as "1234", so a leading #, separators and leading zeros are dropped here; the song's own
+    URL stays the one spelling. Anything that is still not a song number is a 404."""
+    text = request.GET.get("n", "").strip().lstrip("#").replace(",", "").replace(" ", "").replace("_", "")
+    if text.isascii() and text.isdigit():
+        text = text.lstrip("0") or "0"
+    response = HttpResponseRedirect(reverse("song", args=[song_id_or_404(text)]))
+    patch_cache_control(response, public=True, max_age=settings.SONG_CACHE_SECONDS)  # same answer for ever
+    return response
+
+
 def page_cache_key(song_id: int) -> str:
     return f"song-page:{song_id}"
 
