@@ -60,7 +60,7 @@ def test_vote_with_csrf_token_counts_and_returns_to_the_widget(song, user):
     assert "no-store" in response["Cache-Control"]
 
 
-def test_anonymous_voter_logs_in_and_comes_back_to_the_song(song, user):
+def test_anonymous_voter_logs_in_and_comes_back_to_the_song_with_the_vote_cast(song, user):
     client = Client(enforce_csrf_checks=True)
     token = csrf_token(client.get("/song/42/votes/").content.decode())
     response = client.post("/song/42/vote/", {"value": "up", "csrfmiddlewaretoken": token})
@@ -73,6 +73,26 @@ def test_anonymous_voter_logs_in_and_comes_back_to_the_song(song, user):
                                                 "csrfmiddlewaretoken": csrf_token(login_page.content.decode())})
     assert response.status_code == 302
     assert response["Location"] == "/song/42/"
+    assert counts() == (1, 0, 1)  # the click that sent them to log in counted
+    assert "You voted up." in client.get("/song/42/votes/").content.decode()
+    client.logout()
+    client.login(username="alice", password=PASSWORD)  # cast once: a later login changes nothing
+    assert counts() == (1, 0, 1)
+
+
+def test_anonymous_voter_who_signs_up_has_the_vote_cast(client, song):
+    client.post("/song/42/vote/", {"value": "down"})
+    response = client.post("/accounts/signup/", {"username": "bob", "password1": PASSWORD, "password2": PASSWORD,
+                                                 "next": "/song/42/"})
+    assert response.status_code == 302
+    assert counts() == (0, 1, -1)
+
+
+def test_a_pending_vote_on_a_song_hidden_meanwhile_is_dropped(client, song, user):
+    client.post("/song/42/vote/", {"value": "up"})
+    Song.objects.filter(pk=42).update(hidden=True)
+    client.login(username="alice", password=PASSWORD)
+    assert Song.objects.get(pk=42).up_votes == 0 and not Vote.objects.exists()
 
 
 def test_vote_can_change_and_be_taken_back(client, song, user):

@@ -9,6 +9,7 @@ from billionsongs.web.votes.models import Vote
 
 TOP_CACHE_KEY = "votes:top"
 VOTE_VALUES = {"up": Vote.UP, "down": Vote.DOWN, "clear": 0}
+PENDING_VOTE = "votes:pending"  # session key: [song id, "up" or "down"], clicked before logging in
 
 
 def cast_vote(user, song_id: int, value: int) -> Song:

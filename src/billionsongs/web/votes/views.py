@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST, require_safe
 from billionsongs.web.songs.models import Song
 from billionsongs.web.songs.views import song_id_or_404
 from billionsongs.web.votes.models import Vote
-from billionsongs.web.votes.services import VOTE_VALUES, cast_vote, top_songs, user_vote
+from billionsongs.web.votes.services import PENDING_VOTE, VOTE_VALUES, cast_vote, top_songs, user_vote
 
 
 def _private(response: HttpResponse) -> HttpResponse:
@@ -37,12 +37,17 @@ def widget(request: HttpRequest, song_id: str) -> HttpResponse:
 
 @require_POST
 def vote(request: HttpRequest, song_id: str) -> HttpResponse:
-    """Record a vote (CSRF-checked by middleware); anonymous voters log in first and return to the song."""
+    """Record a vote (CSRF-checked by middleware). An anonymous voter logs in or signs up first and returns
+    to the song, and the vote they clicked is kept in their session and cast as they log in
+    (`signals.cast_pending_vote`): they should not have to click it twice."""
     number = song_id_or_404(song_id)
     song_url = reverse("song", args=[number])
+    name = request.POST.get("value", "")
+    value = VOTE_VALUES.get(name)
     if not request.user.is_authenticated:
+        if value:  # up or down; "clear" means nothing without a vote to clear
+            request.session[PENDING_VOTE] = [number, name]
         return _private(redirect_to_login(song_url))
-    value = VOTE_VALUES.get(request.POST.get("value", ""))
     if value is None:
         return HttpResponseBadRequest("vote must be up, down or clear")
     if not Song.objects.visible().filter(pk=number).exists():
