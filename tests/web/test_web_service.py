@@ -175,7 +175,7 @@ def test_stream_sends_progress_then_ends_and_respects_its_slots(client, make_son
     response = client.get("/song/9/stream/")
     assert response["Content-Type"] == "text/event-stream" and "no-cache" in response["Cache-Control"]
     body = b"".join(response.streaming_content).decode()
-    assert body.startswith("retry: ")
+    assert body.startswith(f"retry: {int(settings.STREAM_RETRY_SECONDS * 1000)}\n\n")
     progress = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
     assert progress[0]["text"] == "Rain\nI was" and progress[0]["tokens"] == 4
     assert "Rain" in client.get("/song/9/").content.decode()  # the page opens with the text so far

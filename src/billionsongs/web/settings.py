@@ -201,9 +201,11 @@ QUALITY_MAX_CHARS = int(os.environ.get("BILLIONSONGS_QUALITY_MAX_CHARS", 6000))
 QUALITY_MIN_DISTINCT_WORDS = float(os.environ.get("BILLIONSONGS_QUALITY_MIN_DISTINCT_WORDS", 0.25))
 # Live writing: the worker publishes a song's text at most this often; a stream (SSE) response lasts
 # at most STREAM_SECONDS (the browser reconnects) and at most STREAM_SLOTS run at once per web process,
-# so streams can never take every request thread.
+# so streams can never take every request thread. STREAM_RETRY_SECONDS is how long the browser waits to
+# reconnect: the live text stands still that long at every reconnect (3 s every 20 s was noticeable).
 PROGRESS_SECONDS = float(os.environ.get("BILLIONSONGS_PROGRESS_SECONDS", 0.5))
 STREAM_SECONDS = float(os.environ.get("BILLIONSONGS_STREAM_SECONDS", 20))
+STREAM_RETRY_SECONDS = float(os.environ.get("BILLIONSONGS_STREAM_RETRY_SECONDS", 0.5))
 STREAM_SLOTS = int(os.environ.get("BILLIONSONGS_STREAM_SLOTS", 4))
 
 LOGGING = {

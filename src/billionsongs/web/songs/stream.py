@@ -64,7 +64,7 @@ def song_stream(request: HttpRequest, song_id: str) -> HttpResponse:
 
     def body():
         try:
-            yield f"retry: {int(settings.WRITING_REFRESH_SECONDS * 1000)}\n\n"
+            yield f"retry: {int(settings.STREAM_RETRY_SECONDS * 1000)}\n\n"
             for name, data in progress.events(number, settings.STREAM_SECONDS):
                 if name != "progress":
                     data = {"url": url}
