@@ -204,11 +204,12 @@ def no_overlap_ceiling(shape: Shape, probe: Probe, dtype: str, rows: int, new_to
     probe's bandwidth, one after the other. Why next to `ceiling`: the roofline's min(compute, memory)
     assumes the cache is read while the matmuls compute. A step on the CPU does one, then the other, on the
     same cores (on the 2-vCPU Zen 5 one thread gets half the GEMM peak and half the read bandwidth, so there
-    is no idle unit to overlap on), so at large batches this is the bound that step can actually meet."""
+    is no idle unit to overlap on), so at large batches this is the bound that step can actually meet.
+    Attention's few FLOPs are left out: it is bound by the cache read."""
     context = new_tokens // 2 + 1
     weights = shape.bytes_per_step(rows, 0, DTYPES[dtype].itemsize, 0)
     linears = max(rows * 2 * shape.matmul_params / probe.flops[dtype], weights / probe.read_bw)
-    cache = shape.bytes_per_step(rows, context, 0, resolve_precision(dtype).dtype.itemsize)
+    cache = shape.bytes_per_step(rows, context, 0, resolve_precision(dtype, warn=False).dtype.itemsize)
     return rows / (linears + cache / probe.read_bw)
 
 

@@ -150,6 +150,10 @@ def test_live_writing_says_when_it_waits_and_a_failed_song_ends_as_its_url_asks(
     Song.objects.filter(pk=88).update(status=Status.GENERATING, progress=3, partial="Rain on the")
     page.locator("[data-live]", has_text="Rain on the").wait_for()
     assert label.inner_text().startswith("3 tokens written so far")
+    # Its worker died and the song is queued again: the page says it waits, not that it has 3 tokens.
+    Song.objects.filter(pk=88).update(status=Status.PENDING, progress=0, partial="")
+    page.locator("[data-progress]", has_text="Waiting for a free writer…").wait_for()
+    assert page.locator("[data-live]").inner_text() == "" and page.locator("[data-bar]").is_hidden()
     Song.objects.filter(pk=88).update(status=Status.FAILED)
     page.locator("h1", has_text="No song here").wait_for()
     assert page.url == site + "/song/88/"

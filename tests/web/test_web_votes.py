@@ -10,7 +10,7 @@ from django.test import Client
 
 from billionsongs.web.songs.models import Song, Status
 from billionsongs.web.votes.models import Vote
-from billionsongs.web.votes.services import cast_vote
+from billionsongs.web.votes.services import PENDING_VOTE, PENDING_VOTE_SECONDS, cast_vote
 
 pytestmark = pytest.mark.django_db
 
@@ -75,9 +75,11 @@ def test_anonymous_voter_logs_in_and_comes_back_to_the_song_with_the_vote_cast(s
     assert response["Location"] == "/song/42/"
     assert counts() == (1, 0, 1)  # the click that sent them to log in counted
     assert "You voted up." in client.get("/song/42/votes/").content.decode()
-    client.logout()
-    client.login(username="alice", password=PASSWORD)  # cast once: a later login changes nothing
-    assert counts() == (1, 0, 1)
+    token = csrf_token(client.get("/song/42/votes/").content.decode())
+    client.post("/song/42/vote/", {"value": "down", "csrfmiddlewaretoken": token})
+    client.login(username="alice", password=PASSWORD)  # cast once: a later login does not bring it back
+    assert counts() == (0, 1, -1)
+    assert PENDING_VOTE not in client.session
 
 
 def test_anonymous_voter_who_signs_up_has_the_vote_cast(client, song):
@@ -88,11 +90,40 @@ def test_anonymous_voter_who_signs_up_has_the_vote_cast(client, song):
     assert counts() == (0, 1, -1)
 
 
-def test_a_pending_vote_on_a_song_hidden_meanwhile_is_dropped(client, song, user):
+@pytest.mark.parametrize("change", [{"hidden": True}, {"status": Status.FAILED}, {"status": Status.PENDING}])
+def test_a_pending_vote_on_a_song_that_is_no_longer_shown_is_dropped(client, song, user, change):
     client.post("/song/42/vote/", {"value": "up"})
-    Song.objects.filter(pk=42).update(hidden=True)
+    assert client.session[PENDING_VOTE][:2] == [42, "up"]
+    Song.objects.filter(pk=42).update(**change)
     client.login(username="alice", password=PASSWORD)
-    assert Song.objects.get(pk=42).up_votes == 0 and not Vote.objects.exists()
+    assert not Vote.objects.exists() and PENDING_VOTE not in client.session
+
+
+def test_a_pending_vote_left_behind_is_not_cast_by_a_much_later_login(client, song, user):
+    client.post("/song/42/vote/", {"value": "up"})
+    session = client.session
+    session[PENDING_VOTE][2] -= PENDING_VOTE_SECONDS + 1
+    session.save()
+    client.login(username="alice", password=PASSWORD)
+    assert counts() == (0, 0, 0)
+
+
+def test_clearing_before_logging_in_keeps_nothing(client, song):
+    client.post("/song/42/vote/", {"value": "clear"})
+    assert PENDING_VOTE not in client.session
+
+
+def test_a_pending_vote_that_cannot_be_cast_never_fails_the_login(client, song, user, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr("billionsongs.web.votes.signals.cast_vote", broken)
+    client.post("/song/42/vote/", {"value": "up"})
+    login_page = client.get("/accounts/login/?next=/song/42/")
+    response = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD, "next": "/song/42/"})
+    assert login_page.status_code == 200 and response.status_code == 302 and response["Location"] == "/song/42/"
+    assert client.get("/my/votes/").status_code == 200  # logged in
+    assert counts() == (0, 0, 0)
 
 
 def test_vote_can_change_and_be_taken_back(client, song, user):

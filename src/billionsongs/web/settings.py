@@ -205,7 +205,7 @@ QUALITY_MIN_DISTINCT_WORDS = float(os.environ.get("BILLIONSONGS_QUALITY_MIN_DIST
 # reconnect: the live text stands still that long at every reconnect (3 s every 20 s was noticeable).
 PROGRESS_SECONDS = float(os.environ.get("BILLIONSONGS_PROGRESS_SECONDS", 0.5))
 STREAM_SECONDS = float(os.environ.get("BILLIONSONGS_STREAM_SECONDS", 20))
-STREAM_RETRY_SECONDS = float(os.environ.get("BILLIONSONGS_STREAM_RETRY_SECONDS", 0.5))
+STREAM_RETRY_SECONDS = max(0.25, float(os.environ.get("BILLIONSONGS_STREAM_RETRY_SECONDS", 0.5)))  # no tight loop
 STREAM_SLOTS = int(os.environ.get("BILLIONSONGS_STREAM_SLOTS", 4))
 
 LOGGING = {

@@ -9,7 +9,10 @@ from billionsongs.web.votes.models import Vote
 
 TOP_CACHE_KEY = "votes:top"
 VOTE_VALUES = {"up": Vote.UP, "down": Vote.DOWN, "clear": 0}
-PENDING_VOTE = "votes:pending"  # session key: [song id, "up" or "down"], clicked before logging in
+PENDING_VOTE = "votes:pending"  # session key: [song id, "up" or "down", unix time], clicked before logging in
+# A vote clicked before logging in counts only if the login follows within this long: one left behind in a
+# browser must not be cast by a login days later (another person's, on a shared computer).
+PENDING_VOTE_SECONDS = 15 * 60
 
 
 def cast_vote(user, song_id: int, value: int) -> Song:

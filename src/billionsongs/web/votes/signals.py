@@ -3,8 +3,11 @@
 - An admin saving a song (e.g. hiding it) drops the cached Top chart, so the song leaves it at once.
 - A vote deleted any other way (admin, or a user account deleted with its votes) recounts its song.
 - A vote clicked before logging in (kept in the session by `views.vote`) is cast when the voter logs in
-  or signs up, whichever login happens next.
+  or signs up, if that follows within `PENDING_VOTE_SECONDS`; an error casting it never fails the login.
 """
+
+import logging
+import time
 
 from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
@@ -13,7 +16,16 @@ from django.dispatch import receiver
 
 from billionsongs.web.songs.models import Song
 from billionsongs.web.votes.models import Vote
-from billionsongs.web.votes.services import PENDING_VOTE, VOTE_VALUES, cast_vote, invalidate_top, recount
+from billionsongs.web.votes.services import (
+    PENDING_VOTE,
+    PENDING_VOTE_SECONDS,
+    VOTE_VALUES,
+    cast_vote,
+    invalidate_top,
+    recount,
+)
+
+log = logging.getLogger(__name__)
 
 
 @receiver(post_save, sender=Song, dispatch_uid="votes.invalidate_top")
@@ -32,9 +44,15 @@ def vote_deleted(sender, instance: Vote, **kwargs) -> None:
 
 @receiver(user_logged_in, dispatch_uid="votes.cast_pending_vote")
 def cast_pending_vote(sender, request, user, **kwargs) -> None:
-    pending = request.session.pop(PENDING_VOTE, None) if request is not None and hasattr(request, "session") else None
+    session = getattr(request, "session", None)  # request is None for a login outside a request
+    pending = session.pop(PENDING_VOTE, None) if session is not None else None
     if not pending:
         return
-    number, name = pending
-    if name in ("up", "down") and Song.objects.visible().filter(pk=number).exists():
-        cast_vote(user, number, VOTE_VALUES[name])
+    try:
+        number, name, clicked = pending
+        if name in ("up", "down") and time.time() - clicked <= PENDING_VOTE_SECONDS \
+                and Song.objects.visible().filter(pk=number).exists():
+            with transaction.atomic():  # a savepoint: a failure leaves the login's own work intact
+                cast_vote(user, number, VOTE_VALUES[name])
+    except Exception:  # noqa: BLE001 - the login matters more than the vote: never fail it for this
+        log.exception("could not cast the vote user %s clicked before logging in", user.pk)

@@ -1,5 +1,7 @@
 """The vote widget (a separate, private page framed by the public song page), voting, Top and my votes."""
 
+import time
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -38,15 +40,15 @@ def widget(request: HttpRequest, song_id: str) -> HttpResponse:
 @require_POST
 def vote(request: HttpRequest, song_id: str) -> HttpResponse:
     """Record a vote (CSRF-checked by middleware). An anonymous voter logs in or signs up first and returns
-    to the song, and the vote they clicked is kept in their session and cast as they log in
-    (`signals.cast_pending_vote`): they should not have to click it twice."""
+    to the song, and the vote they clicked is kept in their session and cast as they log in, if that is
+    within `PENDING_VOTE_SECONDS` (`signals.cast_pending_vote`): they should not have to click it twice."""
     number = song_id_or_404(song_id)
     song_url = reverse("song", args=[number])
     name = request.POST.get("value", "")
     value = VOTE_VALUES.get(name)
     if not request.user.is_authenticated:
         if value:  # up or down; "clear" means nothing without a vote to clear
-            request.session[PENDING_VOTE] = [number, name]
+            request.session[PENDING_VOTE] = [number, name, time.time()]
         return _private(redirect_to_login(song_url))
     if value is None:
         return HttpResponseBadRequest("vote must be up, down or clear")

@@ -18,7 +18,12 @@
   }
   source.addEventListener("progress", function (event) {
     var state = JSON.parse(event.data);
-    if (!state.tokens) { return; }  // still queued: the page's "Waiting for a free writer…" stays true
+    if (!state.tokens) {  // queued, or queued again after a worker died: no "0 tokens written"
+      live.textContent = "";
+      label.textContent = label.getAttribute("data-waiting");
+      bar.hidden = true;
+      return;
+    }
     live.textContent = state.text;
     label.textContent = state.tokens + " tokens written so far" +
       (state.max_tokens ? " (at most " + state.max_tokens + ")." : ".");
