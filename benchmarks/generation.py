@@ -189,14 +189,22 @@ def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
     return Probe(flops, size / read, 2 * size / copy)
 
 
+def _mean_context(new_tokens: int) -> int:
+    """Mean cached positions over a song of `new_tokens`."""
+    return new_tokens // 2 + 1
+
+
+def _cache_itemsize(dtype: str) -> int:
+    """Bytes per cached key or value: int8 keeps its cache in the auto dtype."""
+    return resolve_precision(dtype, warn=False).dtype.itemsize
+
+
 def ceiling(shape: Shape, probe: Probe, dtype: str, rows: int, new_tokens: int) -> float:
     """Roofline tokens/s for decoding `new_tokens` per row: the lower of compute- and memory-bound."""
-    context = new_tokens // 2 + 1  # mean cached positions over the song
+    context = _mean_context(new_tokens)
     compute = probe.flops[dtype] / shape.flops_per_token(context)
-    weight_bytes = DTYPES[dtype].itemsize
-    cache_bytes = resolve_precision(dtype).dtype.itemsize  # int8 keeps its cache in the auto dtype
-    memory = rows * probe.read_bw / shape.bytes_per_step(rows, context, weight_bytes, cache_bytes)
-    return min(compute, memory)
+    step_bytes = shape.bytes_per_step(rows, context, DTYPES[dtype].itemsize, _cache_itemsize(dtype))
+    return min(compute, rows * probe.read_bw / step_bytes)
 
 
 def no_overlap_ceiling(shape: Shape, probe: Probe, dtype: str, rows: int, new_tokens: int) -> float:
@@ -206,10 +214,9 @@ def no_overlap_ceiling(shape: Shape, probe: Probe, dtype: str, rows: int, new_to
     same cores (on the 2-vCPU Zen 5 one thread gets half the GEMM peak and half the read bandwidth, so there
     is no idle unit to overlap on), so at large batches this is the bound that step can actually meet.
     Attention's few FLOPs are left out: it is bound by the cache read."""
-    context = new_tokens // 2 + 1
     weights = shape.bytes_per_step(rows, 0, DTYPES[dtype].itemsize, 0)
     linears = max(rows * 2 * shape.matmul_params / probe.flops[dtype], weights / probe.read_bw)
-    cache = shape.bytes_per_step(rows, context, 0, resolve_precision(dtype, warn=False).dtype.itemsize)
+    cache = shape.bytes_per_step(rows, _mean_context(new_tokens), 0, _cache_itemsize(dtype))
     return rows / (linears + cache / probe.read_bw)
 
 

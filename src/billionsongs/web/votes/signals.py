@@ -50,9 +50,10 @@ def cast_pending_vote(sender, request, user, **kwargs) -> None:
         return
     try:
         number, name, clicked = pending
-        if name in ("up", "down") and time.time() - clicked <= PENDING_VOTE_SECONDS \
-                and Song.objects.visible().filter(pk=number).exists():
+        value = VOTE_VALUES.get(name)  # as `views.vote` stored it: up or down, never clear
+        fresh = time.time() - clicked <= PENDING_VOTE_SECONDS
+        if value and fresh and Song.objects.visible().filter(pk=number).exists():
             with transaction.atomic():  # a savepoint: a failure leaves the login's own work intact
-                cast_vote(user, number, VOTE_VALUES[name])
+                cast_vote(user, number, value)
     except Exception:  # noqa: BLE001 - the login matters more than the vote: never fail it for this
         log.exception("could not cast the vote user %s clicked before logging in", user.pk)
