@@ -72,6 +72,34 @@ def test_rows_ignore_their_batch_at_gpt2_width(gpt2_width_model_dir, dtype, atte
     assert {i: captured[i] for i in ids} == alone
 
 
+def test_running_batch_takes_ids_as_rows_free_and_hands_each_song_back_as_it_ends(generator):
+    """`run` as a service uses it: IDs arrive while the batch runs (here at steps 0, 3 and 7, more than
+    fit), each takes the next free row, and each song comes back the step it ends, unchanged by when
+    it joined."""
+    alone = {i: generator.generate([i], batch_size=1)[0] for i in range(10)}
+    arrivals, arrived, taken_at, ended_at, songs = {0: [0, 1, 2], 3: [3], 7: [4, 5, 6, 7, 8, 9]}, [], {}, {}, {}
+    base = generator.stats.steps
+
+    def take(free):
+        step = generator.stats.steps - base
+        for due in [k for k in arrivals if k <= step]:
+            arrived.extend(arrivals.pop(due))
+        handed, arrived[:] = arrived[:free], arrived[free:]
+        taken_at.update({i: step for i in handed})
+        assert len(taken_at) - len(ended_at) <= 4, "never more songs in flight than rows"
+        return handed
+
+    def on_song(song):
+        ended_at[song.id] = generator.stats.steps - base
+        songs[song.id] = song
+
+    assert generator.run(take, batch_size=4, on_song=on_song) == 10
+    assert {i: s.as_dict() for i, s in songs.items()} == {i: s.as_dict() for i, s in alone.items()}
+    assert taken_at[3] == 3, "a row was free: the late ID started at once"
+    for i, song in songs.items():
+        assert ended_at[i] == taken_at[i] + song.tokens + (song.error != TOO_LONG), f"song {i} came back late"
+
+
 def test_thread_count_and_prior_calls_do_not_matter(generator):
     previous = torch.get_num_threads()
     first = generator.generate([3, 99, 12345], batch_size=3)

@@ -9,17 +9,15 @@ def factory(model):
     from billionsongs.model.generate import Generator
 
     generator = Generator(model or os.environ["BILLIONSONGS_MODEL"])
-    original = generator.generate
+    original = generator.run
     step = float(os.environ.get("SLOWGEN_STEP_SECONDS", "0.02"))
 
-    def generate(ids, batch_size=16, on_token=None):
-        rows = max(1, min(batch_size, len(list(ids))))
-
+    def run(take, batch_size=16, on_token=None, on_song=None):
         def slow(song_id, token):
-            time.sleep(step / rows)
+            time.sleep(step / batch_size)
             if on_token:
                 on_token(song_id, token)
-        return original(ids, batch_size=batch_size, on_token=slow)
+        return original(take, batch_size=batch_size, on_token=slow, on_song=on_song)
 
-    generator.generate = generate
+    generator.run = run
     return generator

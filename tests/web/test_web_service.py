@@ -143,14 +143,14 @@ def test_whole_flow_request_queue_worker_stored_page_with_live_text(client, tiny
         from billionsongs.model.generate import Generator
 
         generator = Generator(model)
-        original = generator.generate
+        original = generator.run
 
-        def generate(ids, batch_size=16, on_token=None):
+        def run(take, batch_size=16, on_token=None, on_song=None):
             def spy(song_id, token):
                 on_token(song_id, token)
                 seen.append(Song.objects.get(pk=song_id).progress)
-            return original(ids, batch_size=batch_size, on_token=spy)
-        generator.generate = generate
+            return original(take, batch_size=batch_size, on_token=spy, on_song=on_song)
+        generator.run = run
         return generator
 
     worker = Worker(str(tiny_model_dir), poll_seconds=0, generator_factory=watching, refill_pool=False)
@@ -212,7 +212,8 @@ def test_second_stop_abandons_the_batch_and_returns_its_songs(make_song):
     class Stoppable:
         model_name = "stoppable"
 
-        def generate(self, ids, batch_size=16, on_token=None):
+        def run(self, take, batch_size=16, on_token=None, on_song=None):
+            ids = take(batch_size)
             worker.stop()
             worker.stop()
             on_token(ids[0], 1)

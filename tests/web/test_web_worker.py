@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from billionsongs.model.generate import Generator
@@ -52,6 +53,51 @@ def test_worker_writes_pending_songs_with_the_model(client, tiny_model_dir, expe
     assert {s.error for s in expected.values()} >= {None, "too long"}, "fixture should give both outcomes"
 
 
+def test_running_batch_takes_a_song_requested_meanwhile_and_stores_each_song_as_it_ends(client, tiny_model_dir,
+                                                                                         expected):
+    client.get("/song/0/"), client.get("/song/1/")  # two long songs (63 tokens) start the batch
+    stored = []
+
+    def spying(model):
+        generator = Generator(model)
+        original = generator.run
+
+        def run(take, batch_size=16, on_token=None, on_song=None):
+            def token(song_id, token_id):
+                if not Song.objects.filter(pk=6).exists():
+                    client.get("/song/6/")  # a visitor asks for a (37-token) song while the batch runs
+                on_token(song_id, token_id)
+
+            def song(result):
+                on_song(result)
+                stored.append((result.id, Song.objects.get(pk=result.id).status,
+                               Song.objects.filter(status=Status.GENERATING).count()))
+            return original(take, batch_size=batch_size, on_token=token, on_song=song)
+        generator.run = run
+        return generator
+
+    worker = Worker(str(tiny_model_dir), batch_size=4, poll_seconds=0, generator_factory=spying, refill_pool=False)
+    assert worker.run_once() == 3, "the running batch took the song asked for after it started"
+    assert stored[0] == (6, Status.DONE, 2), "the short song was stored while the long ones were still writing"
+    assert Song.objects.get(pk=6).lyrics == queue._clean(expected[6].lyrics)
+    assert set(Song.objects.values_list("status", flat=True)) == {Status.DONE, Status.FAILED}
+
+
+def test_a_database_error_while_looking_for_more_songs_spares_the_running_batch(client, tiny_model_dir, monkeypatch,
+                                                                               caplog):
+    client.get("/song/0/")
+    claim = queue.claim_batch(1)
+    monkeypatch.setattr(queue, "claim_batch", lambda limit: claim)
+
+    def unreachable(claim, limit):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(queue, "claim_more", unreachable)
+    assert Worker(str(tiny_model_dir), batch_size=4, poll_seconds=0, refill_pool=False).run_once() == 1
+    assert Song.objects.get(pk=0).status == Status.FAILED and Song.objects.get(pk=0).error == "too long"
+    assert "could not take more songs" in caplog.text
+
+
 def test_two_workers_never_claim_the_same_song(make_song):
     for song_id in range(7):
         make_song(song_id, status=Status.PENDING)
@@ -92,7 +138,8 @@ def test_worker_started_with_reset_all_finishes_orphaned_songs(make_song, tiny_m
 class Exploding:
     model_name = "exploding"
 
-    def generate(self, ids, batch_size=16, on_token=None):
+    def run(self, take, batch_size=16, on_token=None, on_song=None):
+        take(batch_size)
         raise RuntimeError("out of memory")
 
 

@@ -9,8 +9,13 @@ Rows that finish early: the moment a song emits end-of-text, the next waiting ID
 cache row is simply overwritten from position 0), so a finished song never holds a slot. Only when no
 IDs are waiting does the batch shrink (surviving rows are moved down, one cache copy) and run the
 last songs out at lower occupancy; `GenerationStats.row_utilisation` measures that tail.
+
+`Generator.run` takes its IDs from a callable rather than a list, so a service keeps one batch running:
+a song requested while the batch runs takes the next free row, and each song is handed back the step
+it ends.
 """
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -94,58 +99,85 @@ class Generator:
         `on_token(song_id, token)` is called for every token as it is written (for live streaming).
         """
         ids = list(song_ids)
-        results = self._generate_tokens(list(dict.fromkeys(ids)), max(1, batch_size), on_token)
-        songs = {song_id: self._to_song(song_id, tokens, finished) for song_id, (tokens, finished) in results.items()}
+        unique = list(dict.fromkeys(ids))
+        waiting = iter(unique)
+        songs: dict[int, Song] = {}
+        self.run(lambda free: list(itertools.islice(waiting, free)), min(max(1, batch_size), max(1, len(unique))),
+                 on_token, lambda song: songs.__setitem__(song.id, song))
         return [songs[i] for i in ids]
 
-    def _generate_tokens(self, ids: list[int], batch_size: int, on_token) -> dict[int, tuple[list[int], bool]]:
+    def run(self, take: Callable[[int], list[int]], batch_size: int = 16,
+            on_token: Callable[[int, int], None] | None = None,
+            on_song: Callable[[Song], None] | None = None) -> int:
+        """Write songs for the IDs `take(free_rows)` hands out, until it hands out none while no row is busy;
+        returns how many songs were written.
+
+        For a service that keeps one batch running: `take` is asked after every step that leaves a row
+        free, so an ID that arrives mid-batch starts at the next step, and `on_song` gets each song the
+        step it ends, not when the batch does. `take` must not hand out an ID that is still being written.
+        """
         started = time.perf_counter()
         eot, limit = self.loaded.eot_id, self.max_length - 1
-        waiting = iter(ids)
-        results: dict[int, tuple[list[int], bool]] = {}
-        rows = min(batch_size, len(ids))
-        cache = self.gpt.new_cache(rows, self.max_length)
+        row_ids = take(batch_size)[:batch_size]
+        if not row_ids:
+            return 0
+        cache = self.gpt.new_cache(batch_size, self.max_length)
         # Per row: song ID, tokens written so far (its position is their count).
-        row_ids: list[int] = [next(waiting) for _ in range(rows)]
-        written: list[list[int]] = [[] for _ in range(rows)]
-        tokens = torch.full((rows,), eot, dtype=torch.long, device=self.device)
-        while row_ids:
-            n = len(row_ids)
-            positions = torch.tensor([len(w) for w in written])
-            logits = self.gpt.step(tokens, positions, cache)
-            self._mask_chants(logits, written)
-            u = torch.from_numpy(uniforms(row_ids, positions.numpy())).to(self.device)
-            chosen = sample(logits, u, self.settings).tolist()
-            self.stats.steps += 1
-            self.stats.row_steps += n
-            self.stats.batch_rows += rows
-            survivors = []
-            for row, token in enumerate(chosen):
-                song_id = row_ids[row]
-                if token != eot:
-                    written[row].append(token)
-                    if on_token:
-                        on_token(song_id, token)
-                if token == eot or len(written[row]) >= limit:
-                    results[song_id] = (written[row], token == eot)
-                    song_id = next(waiting, None)
-                    if song_id is None:
-                        continue
-                    row_ids[row], written[row], token = song_id, [], eot
-                survivors.append(row)
-                chosen[row] = token
-            if survivors and len(survivors) < n:
-                longest = max((len(written[r]) for r in survivors), default=0) + 1
-                kept = torch.tensor(survivors, device=self.device)
-                cache.move(kept, torch.arange(len(survivors), device=self.device), longest)
+        written: list[list[int]] = [[] for _ in row_ids]
+        tokens = [eot] * len(row_ids)
+        done = 0
+        try:
+            while row_ids:
+                n = len(row_ids)
+                positions = torch.tensor([len(w) for w in written])
+                logits = self.gpt.step(torch.tensor(tokens, dtype=torch.long, device=self.device), positions, cache)
+                self._mask_chants(logits, written)
+                u = torch.from_numpy(uniforms(row_ids, positions.numpy())).to(self.device)
+                chosen = sample(logits, u, self.settings).tolist()
+                self.stats.steps += 1
+                self.stats.row_steps += n
+                self.stats.batch_rows += batch_size
+                ended = []
+                for row, token in enumerate(chosen):
+                    song_id = row_ids[row]
+                    if token != eot:
+                        written[row].append(token)
+                        if on_token:
+                            on_token(song_id, token)
+                    if token == eot or len(written[row]) >= limit:
+                        ended.append(row)
+                        done += 1
+                        self.stats.tokens += len(written[row])
+                        if on_song:
+                            on_song(self._to_song(song_id, written[row], token == eot))
+                tokens = chosen
+                if ended or n < batch_size:
+                    row_ids, written, tokens = self._refill(take, cache, batch_size, ended, row_ids, written, tokens)
+        finally:
+            self.gpt.release(cache)
+            self.stats.batches += 1
+            self.stats.seconds += time.perf_counter() - started
+        return done
+
+    def _refill(self, take, cache, batch_size: int, ended: list[int], row_ids: list[int], written: list[list[int]],
+                tokens: list[int]) -> tuple[list[int], list[list[int]], list[int]]:
+        """Give ended rows (then free rows past the end) to new IDs; close the gaps left when too few came.
+
+        A new song takes its row as is: its cache row is simply overwritten from position 0."""
+        new = take(batch_size - len(row_ids) + len(ended))[:batch_size - len(row_ids) + len(ended)]
+        for row, song_id in zip(ended, new, strict=False):
+            row_ids[row], written[row], tokens[row] = song_id, [], self.loaded.eot_id
+        new, ended = new[len(ended):], ended[len(new):]
+        if ended:
+            survivors = [r for r in range(len(row_ids)) if r not in set(ended)]
+            if survivors:
+                longest = max(len(written[r]) for r in survivors) + 1
+                cache.move(torch.tensor(survivors, device=self.device),
+                           torch.arange(len(survivors), device=self.device), longest)
             row_ids = [row_ids[r] for r in survivors]
             written = [written[r] for r in survivors]
-            tokens = torch.tensor([chosen[r] for r in survivors], dtype=torch.long, device=self.device)
-        self.gpt.release(cache)
-        self.stats.batches += 1
-        self.stats.tokens += sum(len(tokens) for tokens, _ in results.values())
-        self.stats.seconds += time.perf_counter() - started
-        return results
+            tokens = [tokens[r] for r in survivors]
+        return row_ids + new, written + [[] for _ in new], tokens + [self.loaded.eot_id] * len(new)
 
     @torch.inference_mode()
     def _mask_chants(self, logits: torch.Tensor, written: list[list[int]]) -> None:

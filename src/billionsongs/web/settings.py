@@ -167,6 +167,9 @@ WORKER_MAX_ATTEMPTS = int(os.environ.get("BILLIONSONGS_MAX_ATTEMPTS", 3))
 # Idle workers look after the queue this often: re-queue expired leases, refill the pool, and (RQ mode)
 # pick up pending songs whose Redis message was lost.
 WORKER_TICK_SECONDS = float(os.environ.get("BILLIONSONGS_TICK_SECONDS", 5))
+# How long one running batch keeps taking newly requested songs into its free rows before it drains
+# (then the worker's loop, and in RQ mode the next job, starts another). Keep it well under the job timeout.
+WORKER_RUN_SECONDS = float(os.environ.get("BILLIONSONGS_RUN_SECONDS", 300))
 # Longest a single RQ job (one batch) may run before RQ stops it and its songs are returned.
 WORKER_JOB_TIMEOUT = int(os.environ.get("BILLIONSONGS_JOB_TIMEOUT", 3600))
 # Optional "module:callable" building the generator from a model name (tests use a slowed-down one).

@@ -33,7 +33,7 @@ def _use_redis() -> bool:
 
 
 class Publisher:
-    """Collects tokens for the songs of one batch and publishes their text every PROGRESS_SECONDS."""
+    """Collects tokens for the songs of one running batch and publishes their text every PROGRESS_SECONDS."""
 
     def __init__(self, ids: list[int], decode: Callable[[list[int]], str], max_tokens: int | None,
                  on_flush: Callable[[], None] | None = None):
@@ -49,6 +49,11 @@ class Publisher:
         self.dirty.add(song_id)
         if time.monotonic() - self.last >= settings.PROGRESS_SECONDS:
             self.flush()
+
+    def forget(self, song_id: int) -> None:
+        """The song is stored: publish nothing more for it (its stored text supersedes the live one)."""
+        self.tokens.pop(song_id, None)
+        self.dirty.discard(song_id)
 
     def flush(self) -> None:
         self.last = time.monotonic()

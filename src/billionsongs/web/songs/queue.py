@@ -84,15 +84,23 @@ def _claim_token() -> str:
 def claim_batch(limit: int) -> Claim:
     """Take up to `limit` pending rows for this worker: visitors' songs first, then the oldest."""
     claim = Claim(token=_claim_token())
+    claim_more(claim, limit)
+    return claim
+
+
+def claim_more(claim: Claim, limit: int) -> list[Song]:
+    """Take up to `limit` more pending rows under an existing claim (a running batch's free rows);
+    returns the rows taken, which are also added to `claim.songs`."""
     pending = Song.objects.filter(status=Status.PENDING).order_by("priority", "created", "id")
     ids = list(pending.values_list("id", flat=True)[:limit])
     if not ids:
-        return claim
+        return []
     # Only rows still pending are taken: if another worker got there first it keeps them.
     Song.objects.filter(id__in=ids, status=Status.PENDING).update(
         status=Status.GENERATING, claim=claim.token, claimed_at=timezone.now(), attempts=F("attempts") + 1)
-    claim.songs = list(Song.objects.filter(id__in=ids, claim=claim.token, status=Status.GENERATING).order_by("id"))
-    return claim
+    taken = list(Song.objects.filter(id__in=ids, claim=claim.token, status=Status.GENERATING).order_by("id"))
+    claim.songs += taken
+    return taken
 
 
 def complete(claim: Claim, results: list) -> int:

@@ -8,8 +8,8 @@ harmless: duplicates find nothing to claim, and lost ones are covered by the idl
 this process, so the model is loaded once, not per job) whose idle wait wakes every
 WORKER_TICK_SECONDS to run `Worker.maintain` (expired leases, pool refill) and to enqueue a job if the
 table has pending songs. RQ gives the rest: blocking dequeue, worker registry and heartbeats, Redis
-reconnection with back-off, and warm shutdown (SIGTERM finishes the running job; a second SIGTERM
-raises SystemExit inside it, and `run_once` returns the batch to the queue).
+reconnection with back-off, and warm shutdown (SIGTERM lets the running batch finish the songs it holds;
+a second SIGTERM raises SystemExit inside it, and `run_once` returns the batch to the queue).
 """
 
 import logging
@@ -26,13 +26,14 @@ _worker = None  # the Worker of this process, set by run_rq_worker
 
 
 def write_batch() -> int:
-    """RQ job: write one batch of pending songs; queues a follow-up job while more are pending."""
+    """RQ job: run one batch of pending songs (it takes songs requested meanwhile, for up to
+    WORKER_RUN_SECONDS); queues a follow-up job while more are pending."""
     if _worker is None:
         raise RuntimeError("write_batch runs inside `billionsongs worker` (BILLIONSONGS_QUEUE=rq)")
     close_old_connections()
     try:
         took = _worker.run_once()
-        if took >= _worker.batch_size or (took and queue.pending()):
+        if took and queue.pending():
             notify_workers("more songs pending")
         return took
     finally:
@@ -53,6 +54,10 @@ def run_rq_worker(worker) -> int:
                 if result is not None or self._stop_requested:
                     return result
                 _sweep(worker)
+
+        def request_stop(self, signum, frame):
+            worker.stopping = True  # the running batch takes no more songs, so the warm shutdown is one drain
+            super().request_stop(signum, frame)
 
     _worker = worker
     worker._install_signal_handlers()  # SIGTERM while loading the model: stop before taking any job

@@ -1,8 +1,9 @@
 """The generation worker: takes pending songs from the queue and writes them in batches.
 
 Runs as its own process (`billionsongs worker`, or the child that `billionsongs serve` starts) so that
-generation never blocks a web request. `Worker.run_once` — claim up to B songs, write them in one
-batched run, store them — is the only way songs get written, in both deployments:
+generation never blocks a web request. `Worker.run_once` — claim up to B songs, write them as one running
+batch that takes newly requested songs into rows as they come free, store each song as it ends — is
+the only way songs get written, in both deployments:
 
 - database queue (BILLIONSONGS_QUEUE=db, the embedded default): `run` polls the Song table;
 - RQ (BILLIONSONGS_QUEUE=rq): `run` starts an RQ worker whose jobs (`tasks.write_batch`, enqueued by
@@ -52,8 +53,8 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 class Worker:
     """One generator and the loop that feeds it from the queue.
 
-    `generator_factory(model)` must return an object with `generate(ids, batch_size=..., on_token=...)`,
-    `decode(tokens)` and `model_name`; by default the engine's `Generator`, built on first use.
+    `generator_factory(model)` must return an object with the engine's `run(take, batch_size=..., on_token=...,
+    on_song=...)`, `decode(tokens)` and `model_name`; by default the engine's `Generator`, built on first use.
     """
 
     def __init__(self, model: str | None = None, *, batch_size: int | None = None, poll_seconds: float | None = None,
@@ -96,13 +97,17 @@ class Worker:
         return length - 1 if isinstance(length, int) else None
 
     def run_once(self) -> int:
-        """Claim one batch, write it and store it; returns how many songs it took (0: queue empty)."""
+        """Claim songs and write them as one running batch; returns how many songs it took (0: queue empty).
+
+        Continuous batching across requests: while the batch runs, every free row (a song ended, or the
+        batch started short) takes a song requested since (`_Feed`), and each song is stored the step it
+        ends, so a short song's page does not wait for the batch's longest song."""
         claim = queue.claim_batch(self.batch_size)
         if not claim.songs:
             return 0
+        started, saved, ended = time.perf_counter(), 0, []
         try:
             self.load()
-            started = time.perf_counter()
             beat = _Heartbeat(claim, self.stale_after.total_seconds() / 4)
             decode = getattr(self.generator, "decode", lambda tokens: "")
             publisher = Publisher(claim.ids, decode, self._max_tokens(), on_flush=beat)
@@ -112,17 +117,22 @@ class Worker:
                     raise Interrupted("worker stopped mid-batch")
                 publisher.token(song_id, token_id)
 
-            results = self.generator.generate(claim.ids, batch_size=self.batch_size, on_token=on_token)
+            def on_song(song: Any) -> None:
+                nonlocal saved
+                publisher.forget(song.id)
+                saved += self._complete(claim, [song])
+                ended.append(song)
+
+            self.generator.run(_Feed(self, claim), batch_size=self.batch_size, on_token=on_token, on_song=on_song)
         except BaseException:
             try:
                 queue.release(claim, settings.WORKER_MAX_ATTEMPTS)
             except Exception as exc:  # noqa: BLE001 (database away: the lease expires and another worker retries)
                 log.warning("could not return songs %s to the queue: %s", claim.ids, exc)
             raise
-        saved = self._complete(claim, results)
         self.written += saved
         log.info("wrote %d songs in %.1f s (%s)", saved, time.perf_counter() - started,
-                 ", ".join(f"{r.id}{' ' + r.error if r.error else ''}" for r in results))
+                 ", ".join(f"{r.id}{' ' + r.error if r.error else ''}" for r in ended))
         return len(claim.songs)
 
     def _complete(self, claim: queue.Claim, results: list, attempts: int = 4) -> int:
@@ -260,6 +270,37 @@ class Worker:
 
     def _parent_gone(self) -> bool:
         return self.parent_pid is not None and os.getppid() != self.parent_pid
+
+
+class _Feed:
+    """The running batch's source of songs: first the claimed ones, then, for rows that come free, songs
+    claimed since under the same lease, looked for at most every poll interval.
+
+    It stops taking songs when the worker is stopping, or once the batch has run WORKER_RUN_SECONDS, so
+    the batch drains and the worker's loop (and, in RQ mode, the job) comes round. Housekeeping
+    (`Worker.maintain`: expired leases, pool refill) runs from here too, so a busy worker still does it.
+    A failing database here costs only the new songs: the running ones go on."""
+
+    def __init__(self, worker: Worker, claim: queue.Claim):
+        self.worker, self.claim = worker, claim
+        self.first: list[int] | None = claim.ids
+        self.until = time.monotonic() + settings.WORKER_RUN_SECONDS
+        self.looked = time.monotonic()
+
+    def __call__(self, free: int) -> list[int]:
+        if self.first is not None:
+            first, self.first = self.first, None
+            return first
+        now = time.monotonic()
+        if self.worker.stopping or now >= self.until or now - self.looked < self.worker.poll_seconds:
+            return []
+        self.looked = now
+        try:
+            self.worker.maintain()
+            return [song.id for song in queue.claim_more(self.claim, free)]
+        except _connection_errors() as exc:
+            log.warning("could not take more songs into the running batch: %s", exc)
+            return []
 
 
 class _Heartbeat:
