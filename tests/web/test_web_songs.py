@@ -216,3 +216,14 @@ def test_every_page_has_the_song_number_box(client, song):
     html = client.get("/song/42/").content.decode()
     assert '<form class="song-lookup" action="/song/" method="get" role="search">' in html
     assert 'name="n"' in html
+
+
+def test_robots_and_favicon_answer_by_their_fixed_names(client):
+    robots = client.get("/robots.txt")
+    assert robots.status_code == 200 and robots["Content-Type"].startswith("text/plain")
+    assert "public" in robots["Cache-Control"]
+    rules = robots.content.decode().splitlines()
+    assert "User-agent: *" in rules and "Disallow: /song/*/vote/" in rules and "Disallow: /accounts/" in rules
+    assert not any(rule.strip() in ("Disallow: /", "Disallow: /song/") for rule in rules), "songs stay crawlable"
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 301 and icon["Location"].endswith("/billionsongs/favicon.svg")

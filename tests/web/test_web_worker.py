@@ -7,6 +7,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from billionsongs.model.generate import Generator
+from billionsongs.model.generate import Song as EngineSong
 from billionsongs.web.songs import queue
 from billionsongs.web.songs.models import Song, Status
 from billionsongs.web.songs.worker import Worker
@@ -54,7 +55,8 @@ def test_worker_writes_pending_songs_with_the_model(client, tiny_model_dir, expe
 
 
 def test_running_batch_takes_a_song_requested_meanwhile_and_stores_each_song_as_it_ends(client, tiny_model_dir,
-                                                                                         expected):
+                                                                                         expected, settings):
+    settings.PROGRESS_SECONDS = 0  # store each song the step it ends (by default those within 0.5 s share a commit)
     client.get("/song/0/"), client.get("/song/1/")  # two long songs (63 tokens) start the batch
     stored = []
 
@@ -155,6 +157,23 @@ def test_a_crashing_batch_returns_its_songs_then_gives_up(make_song, settings):
         worker.run_once()
     song = Song.objects.get(pk=9)
     assert (song.status, song.error) == (Status.FAILED, queue.CRASHED)
+
+
+def test_a_batch_that_fails_keeps_the_songs_it_finished(make_song):
+    make_song(1, status=Status.PENDING), make_song(2, status=Status.PENDING)
+
+    class HalfWay:
+        model_name = "half-way"
+
+        def run(self, take, batch_size=16, on_token=None, on_song=None):
+            first, _ = take(batch_size)
+            on_song(EngineSong(first, "Done In Time", "one line\nanother line", self.model_name, 9))
+            raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        Worker(generator_factory=lambda model: HalfWay(), poll_seconds=0).run_once()
+    assert Song.objects.get(pk=1).status == Status.DONE and Song.objects.get(pk=1).title == "Done In Time"
+    assert Song.objects.get(pk=2).status == Status.PENDING
 
 
 def test_worker_with_missing_model_exits_with_an_error(tmp_path, caplog):

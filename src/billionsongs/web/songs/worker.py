@@ -100,12 +100,23 @@ class Worker:
         """Claim songs and write them as one running batch; returns how many songs it took (0: queue empty).
 
         Continuous batching across requests: while the batch runs, every free row (a song ended, or the
-        batch started short) takes a song requested since (`_Feed`), and each song is stored the step it
-        ends, so a short song's page does not wait for the batch's longest song."""
+        batch started short) takes a song requested since (`_Feed`), and songs are stored as they end,
+        so a short song's page does not wait for the batch's longest song. Songs that end within one
+        PROGRESS_SECONDS share a transaction: storing each alone cost a commit per song."""
         claim = queue.claim_batch(self.batch_size)
         if not claim.songs:
             return 0
-        started, saved, ended = time.perf_counter(), 0, []
+        started, saved, ended, ready = time.perf_counter(), 0, [], []
+        last_store = time.monotonic()
+
+        def store() -> None:
+            nonlocal saved, last_store
+            last_store = time.monotonic()
+            if ready:
+                saved += self._complete(claim, ready)
+                ended.extend(ready)
+                ready.clear()
+
         try:
             self.load()
             beat = _Heartbeat(claim, self.stale_after.total_seconds() / 4)
@@ -118,19 +129,25 @@ class Worker:
                 publisher.token(song_id, token_id)
 
             def on_song(song: Any) -> None:
-                nonlocal saved
                 publisher.forget(song.id)
-                saved += self._complete(claim, [song])
-                ended.append(song)
+                ready.append(song)
+                if time.monotonic() - last_store >= settings.PROGRESS_SECONDS:
+                    store()
 
             self.generator.run(_Feed(self, claim), batch_size=self.batch_size, on_token=on_token, on_song=on_song)
+            store()
         except BaseException:
+            try:
+                store()  # songs that ended before the failure are kept
+            except Exception as exc:  # noqa: BLE001 (they go back to the queue with the rest)
+                log.warning("could not store finished songs %s: %s", [song.id for song in ready], exc)
             try:
                 queue.release(claim, settings.WORKER_MAX_ATTEMPTS)
             except Exception as exc:  # noqa: BLE001 (database away: the lease expires and another worker retries)
                 log.warning("could not return songs %s to the queue: %s", claim.ids, exc)
             raise
-        self.written += saved
+        finally:
+            self.written += saved
         log.info("wrote %d songs in %.1f s (%s)", saved, time.perf_counter() - started,
                  ", ".join(f"{r.id}{' ' + r.error if r.error else ''}" for r in ended))
         return len(claim.songs)
