@@ -54,6 +54,7 @@ llamacpp: $(STAMP)
 # Each benchmark appends its results to benchmarks/RESULTS.md and redraws its plot.
 bench: $(STAMP) wrk llamacpp
 	$(BIN)/python benchmarks/generation.py --profile
+	$(BIN)/python benchmarks/continuous.py
 	$(BIN)/python benchmarks/precision_quality.py
 	$(BIN)/python benchmarks/web.py
 

@@ -52,3 +52,13 @@ def test_precision_quality_scores_every_precision(songdata_csv):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines() if line.startswith("| ")]
     assert rows[1:] == ["float32", "bfloat16", "int8"]
+
+
+def test_continuous_batching_benchmark_compares_both_policies(tmp_path):
+    plot = tmp_path / "continuous.png"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "continuous.py"), "--quick", "--no-append",
+                           "--plot", str(plot)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split(" | ")[0] for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert rows == ["| policy", "| running", "| batch after batch"]
+    assert "wait to the end p50 · p90 · max s" in done.stdout and plot.stat().st_size > 0
