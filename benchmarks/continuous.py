@@ -169,7 +169,7 @@ def main() -> int:
         for policy in POLICIES if repeat % 2 == 0 else POLICIES[::-1]:
             runs.append(simulate(gen, policy, arrivals, args.seconds, args.batch))
             print(f"  {policy}: {runs[-1].songs} songs in {runs[-1].seconds:.1f} s", file=sys.stderr)
-    text = report(runs, args, gen, "benchmarks/continuous.py " + " ".join(sys.argv[1:]))
+    text = report(runs, args, gen, " ".join(["benchmarks/continuous.py", *sys.argv[1:]]))
     print(text)
     if not args.no_append:
         with args.results.open("a") as out:
