@@ -150,10 +150,15 @@ def test_live_writing_says_when_it_waits_and_a_failed_song_ends_as_its_url_asks(
     Song.objects.filter(pk=88).update(status=Status.GENERATING, progress=3, partial="Rain on the")
     page.locator("[data-live]", has_text="Rain on the").wait_for()
     assert label.inner_text().startswith("3 tokens written so far")
+    # Once its first line is a title (a blank line follows), it shows apart, as on the finished page.
+    Song.objects.filter(pk=88).update(progress=9, partial="Rain on the Roof\n\nI was\n\n\n\nwalking")
+    page.locator("[data-live-title]", has_text="Rain on the Roof").wait_for()
+    assert page.locator("[data-live]").inner_text() == "I was\n\nwalking"
     # Its worker died and the song is queued again: the page says it waits, not that it has 3 tokens.
     Song.objects.filter(pk=88).update(status=Status.PENDING, progress=0, partial="")
     page.locator("[data-progress]", has_text="Waiting for a free writer…").wait_for()
     assert page.locator("[data-live]").inner_text() == "" and page.locator("[data-bar]").is_hidden()
+    assert page.locator("[data-live-title]").inner_text() == ""
     Song.objects.filter(pk=88).update(status=Status.FAILED)
     page.locator("h1", has_text="No song here").wait_for()
     assert page.url == site + "/song/88/"

@@ -177,7 +177,10 @@ def test_stream_sends_progress_then_ends_and_respects_its_slots(client, make_son
     body = b"".join(response.streaming_content).decode()
     assert body.startswith(f"retry: {int(settings.STREAM_RETRY_SECONDS * 1000)}\n\n")
     progress = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
-    assert progress[0]["text"] == "Rain\nI was" and progress[0]["tokens"] == 4
+    assert progress[0] == {"title": "", "text": "Rain\nI was", "tokens": 4, "max_tokens": None}  # no title yet
+    make_song(10, status=Status.GENERATING, claim="w", claimed_at=timezone.now(), partial="Rain\n\nI was", progress=5)
+    body = b"".join(client.get("/song/10/stream/").streaming_content).decode()
+    assert json.loads(body.split("data: ")[1].split("\n")[0])["title"] == "Rain"
     assert "Rain" in client.get("/song/9/").content.decode()  # the page opens with the text so far
     settings.STREAM_SLOTS = 0
     assert client.get("/song/9/stream/").status_code == 204  # no free slot: the page falls back to reloading

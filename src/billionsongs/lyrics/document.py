@@ -36,6 +36,16 @@ def split_document(text: str) -> tuple[str | None, str]:
     return None, text.strip()
 
 
+def live_parts(text: str) -> tuple[str, str]:
+    """(title, lyrics) of a song still being written, shown as the finished page will show them: the
+    title apart once its line is followed by a blank one (until then it may still be a lyric line), and
+    any run of blank lines as one."""
+    title, lyrics = split_document(text)
+    if title is None:
+        lyrics = text.lstrip("\n")
+    return title or "", re.sub(r"\n\s*\n(\s*\n)+", "\n\n", lyrics)
+
+
 def _clean_title(line: str) -> str:
     line = re.sub(r"\s+", " ", line).strip(_EDGE_PUNCT)
     words = line.split()[:MAX_TITLE_WORDS]

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection
 
+from billionsongs.lyrics.document import live_parts
 from billionsongs.web.songs.models import Song, Status
 
 log = logging.getLogger("billionsongs.progress")
@@ -100,8 +101,14 @@ def finished(ids: list[int]) -> None:
         log.warning("could not announce finished songs: %s", exc)
 
 
+def shown(state: dict) -> dict:
+    """A live state as pages show it: the text split into "title" and "text" (lyrics so far)."""
+    title, text = live_parts(state.get("text", ""))
+    return {**state, "title": title, "text": text}
+
+
 def current(song: Song) -> dict:
-    """The latest live state of a song being written: {"text", "tokens", "max_tokens"}."""
+    """The latest live state of a song being written, as `shown`: {"title", "text", "tokens", "max_tokens"}."""
     if _use_redis():
         from billionsongs.web.songs.backends import key, redis_client
 
@@ -109,10 +116,8 @@ def current(song: Song) -> dict:
             raw = redis_client().get(key("partial", song.id))
         except Exception:  # noqa: BLE001 (Redis down: the page still works, without the text so far)
             raw = None
-        if raw:
-            return json.loads(raw)
-        return {"text": "", "tokens": 0, "max_tokens": None}
-    return {"text": song.partial, "tokens": song.progress, "max_tokens": cache.get(MAX_TOKENS_KEY)}
+        return shown(json.loads(raw) if raw else {"text": "", "tokens": 0, "max_tokens": None})
+    return shown({"text": song.partial, "tokens": song.progress, "max_tokens": cache.get(MAX_TOKENS_KEY)})
 
 
 def events(song_id: int, seconds: float) -> Iterator[tuple[str, dict]]:
@@ -182,7 +187,7 @@ def _redis_events(song_id: int, deadline: float) -> Iterator[tuple[str, dict]]:
                     status, _ = _status(song_id)
                     yield _final(status) or ("done", {})
                     return
-                yield "progress", data
+                yield "progress", shown(data)
             elif time.monotonic() - checked > 5:  # a missed "done" (Redis hiccup) is caught from the DB
                 checked = time.monotonic()
                 _refresh_connection()

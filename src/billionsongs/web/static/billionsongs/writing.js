@@ -6,6 +6,7 @@
   var box = document.querySelector("[data-stream]");
   if (!box || !window.EventSource) { fallback(); return; }
   var live = box.querySelector("[data-live]");
+  var title = box.querySelector("[data-live-title]");
   var bar = box.querySelector("[data-bar]");
   var label = box.querySelector("[data-progress]");
   var source = new EventSource(box.getAttribute("data-stream"));
@@ -19,11 +20,12 @@
   source.addEventListener("progress", function (event) {
     var state = JSON.parse(event.data);
     if (!state.tokens) {  // queued, or queued again after a worker died: no "0 tokens written"
-      live.textContent = "";
+      live.textContent = title.textContent = "";
       label.textContent = label.getAttribute("data-waiting");
       bar.hidden = true;
       return;
     }
+    title.textContent = state.title || "";
     live.textContent = state.text;
     label.textContent = state.tokens + " tokens written so far" +
       (state.max_tokens ? " (at most " + state.max_tokens + ")." : ".");
