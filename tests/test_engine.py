@@ -100,6 +100,23 @@ def test_running_batch_takes_ids_as_rows_free_and_hands_each_song_back_as_it_end
         assert ended_at[i] == taken_at[i] + song.tokens + (song.error != TOO_LONG), f"song {i} came back late"
 
 
+def test_cache_shrinks_once_its_longest_song_ended_and_keeps_what_rows_hold(generator):
+    cache = generator.gpt.new_cache(2, generator.max_length)
+    cache.reserve(60)
+    with torch.inference_mode():
+        for keys, values in zip(cache.keys, cache.values, strict=True):
+            keys.copy_(torch.randn(keys.shape))
+            values.copy_(torch.randn(values.shape))
+        held = [(k[:, :, :20].clone(), v[..., :20].clone()) for k, v in zip(cache.keys, cache.values, strict=True)]
+    cache.shrink(40)
+    assert cache.length == 64, "a song of 40 positions still needs them all"
+    cache.shrink(20)
+    assert cache.length == 32
+    for (keys, values), (k, v) in zip(zip(cache.keys, cache.values, strict=True), held, strict=True):
+        assert torch.equal(keys[:, :, :20], k) and torch.equal(values[..., :20], v)
+        assert keys.is_contiguous() and values.is_contiguous()  # attention sums over contiguous memory
+
+
 def test_thread_count_and_prior_calls_do_not_matter(generator):
     previous = torch.get_num_threads()
     first = generator.generate([3, 99, 12345], batch_size=3)

@@ -9,15 +9,12 @@ def factory(model):
     from billionsongs.model.generate import Generator
 
     generator = Generator(model or os.environ["BILLIONSONGS_MODEL"])
-    original = generator.run
+    original = generator.gpt.step
     step = float(os.environ.get("SLOWGEN_STEP_SECONDS", "0.02"))
 
-    def run(take, batch_size=16, on_token=None, on_song=None):
-        def slow(song_id, token):
-            time.sleep(step / batch_size)
-            if on_token:
-                on_token(song_id, token)
-        return original(take, batch_size=batch_size, on_token=slow, on_song=on_song)
+    def slow_step(*args, **kwargs):
+        time.sleep(step)
+        return original(*args, **kwargs)
 
-    generator.run = run
+    generator.gpt.step = slow_step
     return generator

@@ -1,5 +1,6 @@
 """The generation queue and worker: pending rows are claimed once, written in batches, and never lost."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -83,6 +84,60 @@ def test_running_batch_takes_a_song_requested_meanwhile_and_stores_each_song_as_
     assert stored[0] == (6, Status.DONE, 2), "the short song was stored while the long ones were still writing"
     assert Song.objects.get(pk=6).lyrics == queue._clean(expected[6].lyrics)
     assert set(Song.objects.values_list("status", flat=True)) == {Status.DONE, Status.FAILED}
+
+
+def test_a_song_ending_just_after_a_store_is_stored_without_waiting_for_the_next_song(client, tiny_model_dir,
+                                                                                      settings):
+    """Songs ending within PROGRESS_SECONDS share a commit; the later one must not wait for another song
+    to end. Songs 6 and 8 (37 and 43 tokens) end 6 steps apart, the long songs 0 and 1 after 63."""
+    settings.PROGRESS_SECONDS = 0.1
+    for song_id in (0, 1, 6, 8):
+        client.get(f"/song/{song_id}/")
+    seen = []
+
+    def slowed(model):
+        generator = Generator(model)
+        step, original = generator.gpt.step, generator.run
+
+        def slow_step(*args):
+            time.sleep(0.01)
+            return step(*args)
+
+        def run(take, batch_size=16, on_token=None, on_song=None):
+            def token(song_id, token_id):
+                on_token(song_id, token_id)
+                seen.append(set(Song.objects.filter(status=Status.GENERATING).values_list("id", flat=True)))
+            return original(take, batch_size=batch_size, on_token=token, on_song=on_song)
+        generator.gpt.step, generator.run = slow_step, run
+        return generator
+
+    Worker(str(tiny_model_dir), batch_size=4, poll_seconds=0, generator_factory=slowed, refill_pool=False).run_once()
+    assert {0, 1} in seen, "songs 6 and 8 were both stored while the long songs were still being written"
+
+
+@pytest.mark.parametrize("why", ["run time is up", "worker stopping"])
+def test_a_batch_past_its_run_time_or_told_to_stop_takes_no_more_songs(client, tiny_model_dir, settings, why):
+    client.get("/song/0/")
+    settings.WORKER_RUN_SECONDS = 0 if why == "run time is up" else 300
+    worker = Worker(str(tiny_model_dir), batch_size=4, poll_seconds=0, refill_pool=False)
+
+    def asking(model):
+        generator = Generator(model)
+        original = generator.run
+
+        def run(take, batch_size=16, on_token=None, on_song=None):
+            def token(song_id, token_id):
+                if not Song.objects.filter(pk=6).exists():
+                    client.get("/song/6/")
+                    worker.stopping = why == "worker stopping"
+                on_token(song_id, token_id)
+            return original(take, batch_size=batch_size, on_token=token, on_song=on_song)
+        generator.run = run
+        return generator
+
+    worker.generator_factory = asking
+    assert worker.run_once() == 1, "the batch drained without taking the new song"
+    assert Song.objects.get(pk=6).status == Status.PENDING and Song.objects.get(pk=0).status == Status.FAILED
 
 
 def test_a_database_error_while_looking_for_more_songs_spares_the_running_batch(client, tiny_model_dir, monkeypatch,

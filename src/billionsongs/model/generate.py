@@ -54,7 +54,7 @@ class Song:
 
 @dataclass
 class GenerationStats:
-    """Counts from one `generate` call, for benchmarks and logs."""
+    """Counts summed over a generator's `run`s (and so `generate` calls), for benchmarks and logs."""
 
     steps: int = 0
     row_steps: int = 0
@@ -65,7 +65,8 @@ class GenerationStats:
 
     @property
     def row_utilisation(self) -> float:
-        """Share of row-slots that did useful work: 1.0 means no row waited on a longer song."""
+        """Share of row-slots that did useful work: 1.0 means no row waited on a longer song, or sat empty
+        for want of songs to write."""
         return self.row_steps / max(1, self.batch_rows)
 
 
@@ -161,7 +162,8 @@ class Generator:
 
     def _refill(self, take, cache, batch_size: int, ended: list[int], row_ids: list[int], written: list[list[int]],
                 tokens: list[int]) -> tuple[list[int], list[list[int]], list[int]]:
-        """Give ended rows (then free rows past the end) to new IDs; close the gaps left when too few came.
+        """Give ended rows (then free rows past the end) to new IDs; close the gaps left when too few came;
+        shorten the cache once the longest song in it has ended.
 
         A new song takes its row as is: its cache row is simply overwritten from position 0."""
         new = take(batch_size - len(row_ids) + len(ended))[:batch_size - len(row_ids) + len(ended)]
@@ -177,7 +179,10 @@ class Generator:
             row_ids = [row_ids[r] for r in survivors]
             written = [written[r] for r in survivors]
             tokens = [tokens[r] for r in survivors]
-        return row_ids + new, written + [[] for _ in new], tokens + [self.loaded.eot_id] * len(new)
+        written += [[] for _ in new]
+        if written:
+            cache.shrink(max(len(w) for w in written) + 1)
+        return row_ids + new, written, tokens + [self.loaded.eot_id] * len(new)
 
     @torch.inference_mode()
     def _mask_chants(self, logits: torch.Tensor, written: list[list[int]]) -> None:

@@ -77,17 +77,30 @@ class KVCache:
             return
         if length > self.capacity:
             raise ValueError(f"the cache holds {self.capacity} positions per row, not {positions}")
+        self._relayout(length)
+
+    @torch.inference_mode()
+    def shrink(self, positions: int) -> None:
+        """Keep only the first `positions` (rounded up) when that at least halves the cache. Attention reads
+        every position of the cache each step, so in a batch that runs on (a worker's), rows that follow a
+        long song must not go on paying for its length."""
+        length = padded_length(positions)
+        if length <= self.length // 2:
+            self._relayout(length)
+
+    def _relayout(self, length: int) -> None:
+        """Move the views to the other buffer at `length` positions: those kept are copied, new ones zeroed."""
         self.buffers.reverse()
         if self.buffers[0].numel() < self._size(length):
             size = self._size(min(self.capacity, 2 * length))
             self.buffers[0] = torch.empty(size, dtype=self.dtype, device=self.device)
         keys, values = self._views(self.buffers[0], length)
-        old = self.length
+        kept = min(self.length, length)
         for new_k, new_v, old_k, old_v in zip(keys, values, self.keys, self.values, strict=True):
-            new_k[:, :, :old].copy_(old_k)
-            new_k[:, :, old:].zero_()
-            new_v[..., :old].copy_(old_v)
-            new_v[..., old:].zero_()
+            new_k[:, :, :kept].copy_(old_k[:, :, :kept])
+            new_k[:, :, kept:].zero_()
+            new_v[..., :kept].copy_(old_v[..., :kept])
+            new_v[..., kept:].zero_()
         self.keys, self.values, self.length = keys, values, length
 
     @torch.inference_mode()

@@ -95,10 +95,12 @@ def claim_more(claim: Claim, limit: int) -> list[Song]:
     ids = list(pending.values_list("id", flat=True)[:limit])
     if not ids:
         return []
-    # Only rows still pending are taken: if another worker got there first it keeps them.
-    Song.objects.filter(id__in=ids, status=Status.PENDING).update(
-        status=Status.GENERATING, claim=claim.token, claimed_at=timezone.now(), attempts=F("attempts") + 1)
-    taken = list(Song.objects.filter(id__in=ids, claim=claim.token, status=Status.GENERATING).order_by("id"))
+    # Only rows still pending are taken: if another worker got there first it keeps them. One transaction,
+    # so rows are never taken without this claim knowing it (an UPDATE that stuck and a SELECT that failed).
+    with transaction.atomic():
+        Song.objects.filter(id__in=ids, status=Status.PENDING).update(
+            status=Status.GENERATING, claim=claim.token, claimed_at=timezone.now(), attempts=F("attempts") + 1)
+        taken = list(Song.objects.filter(id__in=ids, claim=claim.token, status=Status.GENERATING).order_by("id"))
     claim.songs += taken
     return taken
 
@@ -151,7 +153,7 @@ def heartbeat(claim: Claim) -> int:
 
 def release(claim: Claim, max_attempts: int) -> None:
     """Give rows back after a failed batch: queued again, or failed for good after `max_attempts` tries."""
-    mine = Song.objects.filter(id__in=claim.ids, claim=claim.token, status=Status.GENERATING)
+    mine = Song.objects.filter(claim=claim.token, status=Status.GENERATING)  # stored ones no longer match
     with transaction.atomic():
         mine.filter(attempts__gte=max_attempts).update(status=Status.FAILED, error=CRASHED, claim="",
                                                        claimed_at=None, generated=timezone.now())

@@ -127,6 +127,8 @@ class Worker:
                 if self.abort:
                     raise Interrupted("worker stopped mid-batch")
                 publisher.token(song_id, token_id)
+                if ready and time.monotonic() - last_store >= settings.PROGRESS_SECONDS:
+                    store()  # no song waits for the next one to end to be stored
 
             def on_song(song: Any) -> None:
                 publisher.forget(song.id)
@@ -148,8 +150,9 @@ class Worker:
             raise
         finally:
             self.written += saved
-        log.info("wrote %d songs in %.1f s (%s)", saved, time.perf_counter() - started,
-                 ", ".join(f"{r.id}{' ' + r.error if r.error else ''}" for r in ended))
+        failed = [f"{r.id} {r.error}" for r in ended if r.error]
+        log.info("wrote %d songs in %.1f s%s", saved, time.perf_counter() - started,
+                 f"; no song for {', '.join(failed[:20])}{' …' if len(failed) > 20 else ''}" if failed else "")
         return len(claim.songs)
 
     def _complete(self, claim: queue.Claim, results: list, attempts: int = 4) -> int:
@@ -293,15 +296,19 @@ class _Feed:
     """The running batch's source of songs: first the claimed ones, then, for rows that come free, songs
     claimed since under the same lease, looked for at most every poll interval.
 
-    It stops taking songs when the worker is stopping, or once the batch has run WORKER_RUN_SECONDS, so
-    the batch drains and the worker's loop (and, in RQ mode, the job) comes round. Housekeeping
+    It stops taking songs when the worker is stopping, or once the batch has run WORKER_RUN_SECONDS (in
+    RQ mode at most half the job timeout), so the batch drains and the worker's loop (and, in RQ mode,
+    the job) comes round. Housekeeping
     (`Worker.maintain`: expired leases, pool refill) runs from here too, so a busy worker still does it.
-    A failing database here costs only the new songs: the running ones go on."""
+    Any error here (a lost database, a failing pool refill) costs only the new songs: the running ones go on."""
 
     def __init__(self, worker: Worker, claim: queue.Claim):
         self.worker, self.claim = worker, claim
         self.first: list[int] | None = claim.ids
-        self.until = time.monotonic() + settings.WORKER_RUN_SECONDS
+        seconds = settings.WORKER_RUN_SECONDS
+        if settings.QUEUE_BACKEND == "rq":  # the run is one RQ job: it must end well inside the job's timeout
+            seconds = min(seconds, settings.WORKER_JOB_TIMEOUT / 2)
+        self.until = time.monotonic() + seconds
         self.looked = time.monotonic()
 
     def __call__(self, free: int) -> list[int]:
@@ -315,8 +322,8 @@ class _Feed:
         try:
             self.worker.maintain()
             return [song.id for song in queue.claim_more(self.claim, free)]
-        except _connection_errors() as exc:
-            log.warning("could not take more songs into the running batch: %s", exc)
+        except Exception:  # noqa: BLE001 (whatever went wrong, the songs being written are not its victims)
+            log.exception("could not take more songs into the running batch")
             return []
 
 
