@@ -97,7 +97,7 @@ def report(runs: list[Run], args: argparse.Namespace, gen: Generator, command: s
              f"- command: `{command}`", f"- machine: {machine()}", f"- engine: {engine_version()}",
              f"- model: {gen.model_name} ({gen.precision.name}), batch {args.batch}, pool songs for {args.seconds:g} s "
              f"per run, visitors' songs arriving at {args.rate:g}/s (Poisson), each policy {args.repeats}x, "
-             "alternating; waits pooled over the runs", "",
+             "alternating; waits pooled over the runs", *([f"- note: {args.note}"] if args.note else []), "",
              "| policy | visitors' songs | wait to first token p50 · p90 · max s | wait to the end p50 · p90 · max s "
              "| songs/min | row utilisation |", "|---|---|---|---|---|---|"]
     for policy in POLICIES:
@@ -148,6 +148,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each policy, alternating (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the arrival times (the same for every run)")
     parser.add_argument("--quick", action="store_true", help="3 s runs, once each: a smoke test of the benchmark")
+    parser.add_argument("--note", default="", help="free text recorded with the results (e.g. what else was running)")
     parser.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"),
                         help="Markdown file the report is appended to")
     parser.add_argument("--no-append", action="store_true", help="print the report only; leave --results untouched")
