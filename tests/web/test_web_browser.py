@@ -171,6 +171,25 @@ def test_live_writing_says_when_it_waits_and_a_failed_song_ends_as_its_url_asks(
     context.close()
 
 
+def test_with_no_free_stream_slot_the_page_still_follows_the_writing(chromium, site, settings):
+    """Streams hold a request thread, so a process runs only a few; the pages past that poll the song's
+    progress instead of reloading, and still turn into the song when it is written."""
+    settings.STREAM_SLOTS, settings.STREAM_POLL_SECONDS = 0, 0.25
+    context = chromium.new_context(color_scheme="light", viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    with page.expect_response(lambda response: "/song/77/progress/" in response.url):
+        page.goto(site + "/song/77/")
+    Song.objects.filter(pk=77).update(status=Status.GENERATING, progress=5, partial="Night Drive\n\nheadlights on")
+    page.locator("[data-live-title]", has_text="Night Drive").wait_for()
+    assert page.locator("[data-live]").inner_text() == "headlights on"
+    assert page.locator("[data-progress]").inner_text().startswith("5 tokens written so far")
+    Song.objects.filter(pk=77).update(status=Status.DONE, title="Night Drive", lyrics=LYRICS, model="tiny")
+    page.locator("h1", has_text="Night Drive").wait_for()
+    assert page.url == site + "/song/77/" and page.locator("[data-live]").count() == 0
+    context.close()
+
+
 def test_play_the_karaoke_track_and_follow_the_highlight(chromium, site):
     context = chromium.new_context(color_scheme="light", viewport={"width": 1100, "height": 900})
     page = context.new_page()

@@ -187,6 +187,22 @@ def test_stream_sends_progress_then_ends_and_respects_its_slots(client, make_son
     assert client.get("/song/abc/stream/").status_code == 404
 
 
+def test_progress_answers_the_stream_state_at_once_for_pages_without_a_stream(client, make_song):
+    make_song(9, status=Status.GENERATING, claim="w", claimed_at=timezone.now(), partial="Rain\n\nI was", progress=5)
+    response = client.get("/song/9/progress/")
+    assert response.status_code == 200 and "no-cache" in response["Cache-Control"]
+    assert response.json() == {"event": "progress", "title": "Rain", "text": "I was", "tokens": 5, "max_tokens": None}
+    Song.objects.filter(pk=9).update(status=Status.DONE, title="Rain", lyrics="I was")
+    assert client.get("/song/9/progress/").json() == {"event": "done", "url": "/song/9/"}
+    Song.objects.filter(pk=9).update(status=Status.FAILED)
+    assert client.get("/song/9/progress/").json()["event"] == "failed"
+    Song.objects.filter(pk=9).update(hidden=True)
+    assert client.get("/song/9/progress/").status_code == 404
+    assert client.get("/song/10/progress/").status_code == 404  # asking for progress queues nothing
+    assert client.get("/song/abc/progress/").status_code == 404
+    assert not Song.objects.filter(pk=10).exists()
+
+
 def test_expired_lease_is_requeued_and_heartbeat_keeps_it(make_song, settings):
     make_song(1, status=Status.PENDING)
     claim = queue.claim_batch(1)

@@ -210,6 +210,8 @@ PROGRESS_SECONDS = float(os.environ.get("BILLIONSONGS_PROGRESS_SECONDS", 0.5))
 STREAM_SECONDS = float(os.environ.get("BILLIONSONGS_STREAM_SECONDS", 20))
 STREAM_RETRY_SECONDS = max(0.25, float(os.environ.get("BILLIONSONGS_STREAM_RETRY_SECONDS", 0.5)))  # no tight loop
 STREAM_SLOTS = int(os.environ.get("BILLIONSONGS_STREAM_SLOTS", 4))
+# A page that found no free stream slot asks for the song's progress this often instead (a short request).
+STREAM_POLL_SECONDS = max(0.25, float(os.environ.get("BILLIONSONGS_STREAM_POLL_SECONDS", 1)))
 
 LOGGING = {
     "version": 1,

@@ -17,6 +17,7 @@ Disallow: /my/
 Disallow: /song/*/vote/
 Disallow: /song/*/votes/
 Disallow: /song/*/stream/
+Disallow: /song/*/progress/
 """
 
 site_file = cache_control(public=True, max_age=86400)

@@ -141,7 +141,8 @@ def _status(song_id: int) -> tuple[str | None, Song | None]:
     return (song.status if song else None), song
 
 
-def _final(status: str | None) -> tuple[str, dict] | None:
+def final_event(status: str | None) -> tuple[str, dict] | None:
+    """("done", {}) or ("failed", {}) for a song that is no longer being written (None: no such song)."""
     if status == Status.DONE:
         return "done", {}
     if status in (Status.FAILED, None):
@@ -154,7 +155,7 @@ def _db_events(song_id: int, deadline: float) -> Iterator[tuple[str, dict]]:
     while True:
         _refresh_connection()
         status, song = _status(song_id)
-        if (final := _final(status)) is not None:
+        if (final := final_event(status)) is not None:
             yield final
             return
         if song.progress != last:
@@ -172,7 +173,7 @@ def _redis_events(song_id: int, deadline: float) -> Iterator[tuple[str, dict]]:
     try:
         pubsub.subscribe(key("song", song_id))  # subscribe first, then read the state: nothing falls between
         status, song = _status(song_id)
-        if (final := _final(status)) is not None:
+        if (final := final_event(status)) is not None:
             yield final
             return
         state = current(song)
@@ -185,14 +186,14 @@ def _redis_events(song_id: int, deadline: float) -> Iterator[tuple[str, dict]]:
                 data = json.loads(message["data"])
                 if data.get("done"):
                     status, _ = _status(song_id)
-                    yield _final(status) or ("done", {})
+                    yield final_event(status) or ("done", {})
                     return
                 yield "progress", shown(data)
             elif time.monotonic() - checked > 5:  # a missed "done" (Redis hiccup) is caught from the DB
                 checked = time.monotonic()
                 _refresh_connection()
                 status, _ = _status(song_id)
-                if (final := _final(status)) is not None:
+                if (final := final_event(status)) is not None:
                     yield final
                     return
     finally:

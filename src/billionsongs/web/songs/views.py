@@ -115,6 +115,7 @@ def _writing_page(request: HttpRequest, song: Song) -> HttpResponse:
         "song": song,
         "live": progress.current(song),
         "refresh_seconds": settings.WRITING_REFRESH_SECONDS,
+        "poll_seconds": settings.STREAM_POLL_SECONDS,
         "refresh_url": request.get_full_path(),
     })
     add_never_cache_headers(response)  # the finished page must replace it at once, everywhere
