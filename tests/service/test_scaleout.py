@@ -227,8 +227,16 @@ def test_song_page_streams_the_text_while_it_is_written(deployment, engine):
     expected = engine(range(200, 260))
     song_id = max((s for s in expected.values() if not s.error), key=lambda s: s.tokens).id
     fetch(f"{deployment.base}/song/{song_id}/")  # queue it
-    events, texts = [], []
+    events, texts, polled = [], [], []
     deadline = time.monotonic() + 60
+
+    def poll():  # what a page that found no free stream slot asks for, alongside the stream
+        while time.monotonic() < deadline and (not polled or polled[-1]["event"] == "progress"):
+            polled.append(json.loads(fetch(f"{deployment.base}/song/{song_id}/progress/")[2]))
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
     while time.monotonic() < deadline and not {"done", "failed"} & set(events):
         with urllib.request.urlopen(f"{deployment.base}/song/{song_id}/stream/", timeout=30) as response:
             assert response.headers["Content-Type"] == "text/event-stream"
@@ -242,6 +250,10 @@ def test_song_page_streams_the_text_while_it_is_written(deployment, engine):
                     texts.append(json.loads(line[6:])["text"])
     assert events[-1] == "done", events
     assert "progress" in events, "text arrived while the song was being written"
+    poller.join()
+    assert any(state["event"] == "progress" and state["tokens"] > 0 for state in polled), polled
+    assert json.loads(fetch(f"{deployment.base}/song/{song_id}/progress/")[2]) == {
+        "event": "done", "url": f"/song/{song_id}/"}
     final = expected[song_id]
     assert all(len(text) <= len(final.title) + len(final.lyrics) + 8 for text in texts)
 
