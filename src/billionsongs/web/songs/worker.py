@@ -146,7 +146,7 @@ class Worker:
             try:
                 queue.release(claim, settings.WORKER_MAX_ATTEMPTS)
             except Exception as exc:  # noqa: BLE001 (database away: the lease expires and another worker retries)
-                log.warning("could not return songs %s to the queue: %s", claim.ids, exc)
+                log.warning("could not return the batch's unfinished songs to the queue: %s", exc)
             raise
         finally:
             self.written += saved
@@ -298,9 +298,9 @@ class _Feed:
 
     It stops taking songs when the worker is stopping, or once the batch has run WORKER_RUN_SECONDS (in
     RQ mode at most half the job timeout), so the batch drains and the worker's loop (and, in RQ mode,
-    the job) comes round. Housekeeping
-    (`Worker.maintain`: expired leases, pool refill) runs from here too, so a busy worker still does it.
-    Any error here (a lost database, a failing pool refill) costs only the new songs: the running ones go on."""
+    the job) comes round. Housekeeping (`Worker.maintain`: expired leases, pool refill) runs from here
+    too, so a busy worker still does it. Any error here (a lost database, a failing pool refill) costs
+    only the new songs: the running ones go on."""
 
     def __init__(self, worker: Worker, claim: queue.Claim):
         self.worker, self.claim = worker, claim
