@@ -46,3 +46,42 @@ def make_user(db, django_user_model):
 @pytest.fixture
 def user(make_user):
     return make_user()
+
+
+@pytest.fixture
+def watched_engine():
+    """`watched_engine(token=..., song=..., step_seconds=...)` is a `generator_factory` for a Worker: the
+    engine, calling `token(song_id, token_id)` after the worker's own token callback and `song(result)`
+    after its song callback, each decoding step slowed by `step_seconds`. Tests watch (or act in) a
+    running batch through it."""
+    import time
+
+    from billionsongs.model.generate import Generator
+
+    def factory_for(token=None, song=None, step_seconds=0.0):
+        def factory(model):
+            generator = Generator(model)
+            run, step = generator.run, generator.gpt.step
+
+            def slow_step(*args):
+                time.sleep(step_seconds)
+                return step(*args)
+
+            def watched_run(take, batch_size=16, on_token=None, on_song=None):
+                def tokens(song_id, token_id):
+                    on_token(song_id, token_id)
+                    if token:
+                        token(song_id, token_id)
+
+                def songs(result):
+                    on_song(result)
+                    if song:
+                        song(result)
+                return run(take, batch_size=batch_size, on_token=tokens, on_song=songs)
+
+            generator.run = watched_run
+            if step_seconds:
+                generator.gpt.step = slow_step
+            return generator
+        return factory
+    return factory_for

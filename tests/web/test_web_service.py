@@ -132,28 +132,19 @@ def test_a_pooled_pick_is_checked_once_and_a_stale_top_pick_still_gets_the_fallb
     assert client.get("/")["Location"] == "/song/6/?fallback=random"
 
 
-def test_whole_flow_request_queue_worker_stored_page_with_live_text(client, tiny_model_dir, lenient, settings):
+def test_whole_flow_request_queue_worker_stored_page_with_live_text(client, tiny_model_dir, lenient, settings,
+                                                                   watched_engine):
     settings.PROGRESS_SECONDS = 0
     settings.POOL_TARGET = 100
     for song_id in range(6):
         assert "being written" in client.get(f"/song/{song_id}/").content.decode()  # request → pending row
     seen = []
 
-    def watching(model):
-        from billionsongs.model.generate import Generator
+    def watch(song_id, token):
+        seen.append(Song.objects.get(pk=song_id).progress)
 
-        generator = Generator(model)
-        original = generator.run
-
-        def run(take, batch_size=16, on_token=None, on_song=None):
-            def spy(song_id, token):
-                on_token(song_id, token)
-                seen.append(Song.objects.get(pk=song_id).progress)
-            return original(take, batch_size=batch_size, on_token=spy, on_song=on_song)
-        generator.run = run
-        return generator
-
-    worker = Worker(str(tiny_model_dir), poll_seconds=0, generator_factory=watching, refill_pool=False)
+    worker = Worker(str(tiny_model_dir), poll_seconds=0, generator_factory=watched_engine(token=watch),
+                    refill_pool=False)
     worker.run(until_empty=True)
     assert seen and max(seen) > 1, "the worker publishes the text while writing"
     done = list(Song.objects.filter(status=Status.DONE).values_list("id", flat=True))

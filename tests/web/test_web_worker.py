@@ -1,6 +1,5 @@
 """The generation queue and worker: pending rows are claimed once, written in batches, and never lost."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -56,30 +55,22 @@ def test_worker_writes_pending_songs_with_the_model(client, tiny_model_dir, expe
 
 
 def test_running_batch_takes_a_song_requested_meanwhile_and_stores_each_song_as_it_ends(client, tiny_model_dir,
-                                                                                         expected, settings):
+                                                                                         expected, settings,
+                                                                                         watched_engine):
     settings.PROGRESS_SECONDS = 0  # store each song the step it ends (by default those within 0.5 s share a commit)
     client.get("/song/0/"), client.get("/song/1/")  # two long songs (63 tokens) start the batch
     stored = []
 
-    def spying(model):
-        generator = Generator(model)
-        original = generator.run
+    def token(song_id, token_id):
+        if not Song.objects.filter(pk=6).exists():
+            client.get("/song/6/")  # a visitor asks for a (37-token) song while the batch runs
 
-        def run(take, batch_size=16, on_token=None, on_song=None):
-            def token(song_id, token_id):
-                if not Song.objects.filter(pk=6).exists():
-                    client.get("/song/6/")  # a visitor asks for a (37-token) song while the batch runs
-                on_token(song_id, token_id)
+    def song(result):
+        stored.append((result.id, Song.objects.get(pk=result.id).status,
+                       Song.objects.filter(status=Status.GENERATING).count()))
 
-            def song(result):
-                on_song(result)
-                stored.append((result.id, Song.objects.get(pk=result.id).status,
-                               Song.objects.filter(status=Status.GENERATING).count()))
-            return original(take, batch_size=batch_size, on_token=token, on_song=song)
-        generator.run = run
-        return generator
-
-    worker = Worker(str(tiny_model_dir), batch_size=4, poll_seconds=0, generator_factory=spying, refill_pool=False)
+    worker = Worker(str(tiny_model_dir), batch_size=4, poll_seconds=0, refill_pool=False,
+                    generator_factory=watched_engine(token=token, song=song))
     assert worker.run_once() == 3, "the running batch took the song asked for after it started"
     assert stored[0] == (6, Status.DONE, 2), "the short song was stored while the long ones were still writing"
     assert Song.objects.get(pk=6).lyrics == queue._clean(expected[6].lyrics)
@@ -87,7 +78,7 @@ def test_running_batch_takes_a_song_requested_meanwhile_and_stores_each_song_as_
 
 
 def test_a_song_ending_just_after_a_store_is_stored_without_waiting_for_the_next_song(client, tiny_model_dir,
-                                                                                      settings):
+                                                                                      settings, watched_engine):
     """Songs ending within PROGRESS_SECONDS share a commit; the later one must not wait for another song
     to end. Songs 6 and 8 (37 and 43 tokens) end 6 steps apart, the long songs 0 and 1 after 63."""
     settings.PROGRESS_SECONDS = 0.1
@@ -95,47 +86,27 @@ def test_a_song_ending_just_after_a_store_is_stored_without_waiting_for_the_next
         client.get(f"/song/{song_id}/")
     seen = []
 
-    def slowed(model):
-        generator = Generator(model)
-        step, original = generator.gpt.step, generator.run
+    def token(song_id, token_id):
+        seen.append(set(Song.objects.filter(status=Status.GENERATING).values_list("id", flat=True)))
 
-        def slow_step(*args):
-            time.sleep(0.01)
-            return step(*args)
-
-        def run(take, batch_size=16, on_token=None, on_song=None):
-            def token(song_id, token_id):
-                on_token(song_id, token_id)
-                seen.append(set(Song.objects.filter(status=Status.GENERATING).values_list("id", flat=True)))
-            return original(take, batch_size=batch_size, on_token=token, on_song=on_song)
-        generator.gpt.step, generator.run = slow_step, run
-        return generator
-
-    Worker(str(tiny_model_dir), batch_size=4, poll_seconds=0, generator_factory=slowed, refill_pool=False).run_once()
+    Worker(str(tiny_model_dir), batch_size=4, poll_seconds=0, refill_pool=False,
+           generator_factory=watched_engine(token=token, step_seconds=0.01)).run_once()
     assert {0, 1} in seen, "songs 6 and 8 were both stored while the long songs were still being written"
 
 
 @pytest.mark.parametrize("why", ["run time is up", "worker stopping"])
-def test_a_batch_past_its_run_time_or_told_to_stop_takes_no_more_songs(client, tiny_model_dir, settings, why):
+def test_a_batch_past_its_run_time_or_told_to_stop_takes_no_more_songs(client, tiny_model_dir, settings, why,
+                                                                       watched_engine):
     client.get("/song/0/")
     settings.WORKER_RUN_SECONDS = 0 if why == "run time is up" else 300
     worker = Worker(str(tiny_model_dir), batch_size=4, poll_seconds=0, refill_pool=False)
 
-    def asking(model):
-        generator = Generator(model)
-        original = generator.run
+    def token(song_id, token_id):
+        if not Song.objects.filter(pk=6).exists():
+            client.get("/song/6/")
+            worker.stopping = why == "worker stopping"
 
-        def run(take, batch_size=16, on_token=None, on_song=None):
-            def token(song_id, token_id):
-                if not Song.objects.filter(pk=6).exists():
-                    client.get("/song/6/")
-                    worker.stopping = why == "worker stopping"
-                on_token(song_id, token_id)
-            return original(take, batch_size=batch_size, on_token=token, on_song=on_song)
-        generator.run = run
-        return generator
-
-    worker.generator_factory = asking
+    worker.generator_factory = watched_engine(token=token)
     assert worker.run_once() == 1, "the batch drained without taking the new song"
     assert Song.objects.get(pk=6).status == Status.PENDING and Song.objects.get(pk=0).status == Status.FAILED
 

@@ -171,7 +171,8 @@ class Generator:
             row_ids[row], written[row], tokens[row] = song_id, [], self.loaded.eot_id
         new, ended = new[len(ended):], ended[len(new):]
         if ended:
-            survivors = [r for r in range(len(row_ids)) if r not in set(ended)]
+            gone = set(ended)
+            survivors = [r for r in range(len(row_ids)) if r not in gone]
             if survivors:
                 longest = max(len(written[r]) for r in survivors) + 1
                 cache.move(torch.tensor(survivors, device=self.device),

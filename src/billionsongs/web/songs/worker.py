@@ -117,6 +117,10 @@ class Worker:
                 ended.extend(ready)
                 ready.clear()
 
+        def store_if_due() -> None:  # from the token callback too: no song waits for the next one to end
+            if ready and time.monotonic() - last_store >= settings.PROGRESS_SECONDS:
+                store()
+
         try:
             self.load()
             beat = _Heartbeat(claim, self.stale_after.total_seconds() / 4)
@@ -127,14 +131,12 @@ class Worker:
                 if self.abort:
                     raise Interrupted("worker stopped mid-batch")
                 publisher.token(song_id, token_id)
-                if ready and time.monotonic() - last_store >= settings.PROGRESS_SECONDS:
-                    store()  # no song waits for the next one to end to be stored
+                store_if_due()
 
             def on_song(song: Any) -> None:
                 publisher.forget(song.id)
                 ready.append(song)
-                if time.monotonic() - last_store >= settings.PROGRESS_SECONDS:
-                    store()
+                store_if_due()
 
             self.generator.run(_Feed(self, claim), batch_size=self.batch_size, on_token=on_token, on_song=on_song)
             store()
