@@ -60,6 +60,8 @@ class LinearKernel:
     pack: Callable[[torch.Tensor], Any]
     apply: Apply
     fused_gelu: Apply | None = None
+    # Fewer rows than this are padded by `apply` (a copy each call); `GPT2.step` pads its whole step once instead.
+    min_rows: int = 1
 
     def apply_gelu(self, x: torch.Tensor, weight: Any, bias: torch.Tensor | None) -> torch.Tensor:
         if self.fused_gelu is not None:
@@ -116,10 +118,11 @@ def _onednn_tiled(post_op: str, scalars: list, algorithm: str, tile: int) -> App
     return apply
 
 
-ONEDNN_PACKED = LinearKernel("onednn-packed", _onednn_pack, _onednn("none", [None], ""), _onednn("gelu", [], "tanh"))
+ONEDNN_PACKED = LinearKernel("onednn-packed", _onednn_pack, _onednn("none", [None], ""), _onednn("gelu", [], "tanh"),
+                             ONEDNN_MIN_ROWS)
 ONEDNN_TILED = {tile: LinearKernel(f"onednn-packed-tile{tile}", _onednn_pack, _onednn_tiled("none", [None], "", tile),
                                    _onednn_tiled("gelu", [], "tanh", tile)) for tile in ONEDNN_TILES}
-GEMM = LinearKernel("gemm", _same, _gemm)
+GEMM = LinearKernel("gemm", _same, _gemm, min_rows=2)
 TILED = [LinearKernel(f"gemm-tile{tile}", _same, _tiled(tile)) for tile in (ROW_TILE, 1)]
 
 
