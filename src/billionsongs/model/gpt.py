@@ -112,6 +112,15 @@ class KVCache:
             values[dst, ..., :length] = values[src, ..., :length]
 
 
+def _rows(t: torch.Tensor, n: int) -> torch.Tensor:
+    """`t`'s first `n` rows, padded with copies of row 0 where it has fewer (`GPT2.step`)."""
+    if t.shape[0] == n:
+        return t
+    if t.shape[0] > n:
+        return t[:n]
+    return torch.cat([t, t[:1].expand(n - t.shape[0], *t.shape[1:])])
+
+
 def padded_length(positions: int) -> int:
     """`positions` rounded up to a multiple of `ATTENTION_PAD`."""
     return -(-positions // ATTENTION_PAD) * ATTENTION_PAD
@@ -163,10 +172,10 @@ class GPT2:
         self.attention_name, self.attend = choose_attention(dtype, config.n_head, config.n_embd // config.n_head,
                                                             device=self.device)
         # Steps of fewer rows than the kernels take are padded once, up front, with copies of row 0 in spare
-        # cache rows, rather than in every call: at batch 1 those per-call copies (one of each row's whole
-        # cache, for attention) were ~6% of a step (fp32, GPT-2 124M shape, AVX2 EPYC).
+        # cache rows, rather than in every call, where each attention call copied a row's whole cache.
+        # Attention gets only the rows it needs: each extra row is one more row of the cache read.
         self.linear_rows = max(kernel.min_rows for kernel in kernels.values())
-        self.attention_rows = max(self.linear_rows, attention.MIN_ROWS if self.attention_name == "compiled" else 1)
+        self.attention_rows = attention.MIN_ROWS if self.attention_name == "compiled" else 1
 
     @property
     def kernel_name(self) -> str:
@@ -184,8 +193,9 @@ class GPT2:
         c = self.config
         with self._spare_lock:
             spare, self._spare = self._spare, []
-        return KVCache(max(rows, self.attention_rows), c.n_layer, c.n_head, c.n_embd // c.n_head, self.dtype,
-                       self.device, capacity or c.n_positions, spare)
+        rows = max(rows, self.linear_rows, self.attention_rows)
+        return KVCache(rows, c.n_layer, c.n_head, c.n_embd // c.n_head, self.dtype, self.device,
+                       capacity or c.n_positions, spare)
 
     def release(self, cache: KVCache) -> None:
         """`cache` is done with: the next `new_cache` reuses its memory (already faulted in). Kept until
@@ -205,9 +215,9 @@ class GPT2:
         c = self.config
         rows = tokens.shape[0]
         height, attended = max(rows, self.linear_rows), max(rows, self.attention_rows)
-        if attended > rows:
-            tokens = torch.cat([tokens, tokens[:1].expand(height - rows)])
-            positions = torch.cat([positions, positions[:1].expand(attended - rows)])
+        if max(height, attended) > rows:
+            tokens = _rows(tokens, height)
+            positions = _rows(positions, max(height, attended))
         heads, head_dim = c.n_head, c.n_embd // c.n_head
         eps = c.layer_norm_epsilon
         cache.reserve(int(positions.max()) + 1)
@@ -215,18 +225,15 @@ class GPT2:
         positions = positions.to(self.device)
         written = positions[:height]
         row_index = torch.arange(height, device=self.device)
-        hidden = (torch.arange(length, device=self.device) > positions.unsqueeze(-1)).view(attended, 1, length)
+        hidden = (torch.arange(length, device=self.device) > positions[:attended, None]).view(attended, 1, length)
         x = self.wte[tokens] + self.wpe[written]
         for layer, keys, values in zip(self.layers, cache.keys, cache.values, strict=True):
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_1"], eps)
             q, k, v = layer["c_attn"](h).view(height, 3, heads, head_dim).unbind(1)
             keys[row_index, :, written] = k
             values[row_index, :, :, written] = v
-            if attended > height:  # int8 at batch 1: its one-row kernel is the fastest, attention takes two
-                y = self.attend(torch.cat([q, q[:1]]), keys[:attended], values[:attended], hidden)[:height]
-            else:
-                y = self.attend(q, keys[:attended], values[:attended], hidden)
-            x = x + layer["c_proj"](y.reshape(height, c.n_embd))
+            y = self.attend(_rows(q, attended), keys[:attended], values[:attended], hidden)
+            x = x + layer["c_proj"](_rows(y.reshape(attended, c.n_embd), height))
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
             x = x + layer["mlp_proj"](layer["c_fc"].gelu(h))
         x = F.layer_norm(x, (c.n_embd,), *self.ln_f, eps)
