@@ -162,6 +162,15 @@ def deployment(tmp_path_factory, tiny_model_dir):
     site.close()
 
 
+@pytest.fixture
+def workers(deployment):
+    """Two live workers behind `deployment`: started on first use, and again after a test stopped one, so a
+    test needing them passes alone (`-k`) as in the whole module."""
+    while len(deployment.live_workers()) < 2:
+        deployment.start_worker()
+    return deployment.live_workers()
+
+
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
     import torch
@@ -181,8 +190,6 @@ def test_dry_pool_with_nothing_written_answers_at_once(deployment):
     status, _, body = fetch(deployment.base + headers["location"])
     assert time.monotonic() - started < 5
     assert status == 200 and "being written" in body
-    deployment.start_worker()
-    deployment.start_worker()
 
 
 def _check_stored(deployment, engine, ids):
@@ -200,6 +207,7 @@ def _check_stored(deployment, engine, ids):
     return rows
 
 
+@pytest.mark.usefixtures("workers")
 def test_whole_flow_request_queue_two_workers_stored_page(deployment, engine):
     ids = list(range(100, 110))
     for song_id in ids:
@@ -209,6 +217,7 @@ def test_whole_flow_request_queue_two_workers_stored_page(deployment, engine):
     assert {r[4] for r in rows.values()} == {1}  # each written exactly once
 
 
+@pytest.mark.usefixtures("workers")
 def test_concurrent_requests_for_one_id_make_one_generation(deployment, engine):
     song_id = 4_000_000_007
     codes = []
@@ -223,6 +232,7 @@ def test_concurrent_requests_for_one_id_make_one_generation(deployment, engine):
     assert rows[song_id][4] == 1
 
 
+@pytest.mark.usefixtures("workers")
 def test_song_page_streams_the_text_while_it_is_written(deployment, engine):
     expected = engine(range(200, 260))
     song_id = max((s for s in expected.values() if not s.error), key=lambda s: s.tokens).id
@@ -258,6 +268,7 @@ def test_song_page_streams_the_text_while_it_is_written(deployment, engine):
     assert all(len(text) <= len(final.title) + len(final.lyrics) + 8 for text in texts)
 
 
+@pytest.mark.usefixtures("workers")
 def test_worker_killed_mid_batch_loses_nothing(deployment, engine):
     ids = [5_000_000_000 + i for i in range(4)]
     for song_id in ids:
@@ -278,9 +289,9 @@ def test_worker_killed_mid_batch_loses_nothing(deployment, engine):
     assert time.monotonic() - killed_at < 60
     assert max(r[4] for r in rows.values()) == 2, "songs of the dead worker were retried by the other one"
     assert not [r for r in deployment.rows(ids).values() if r[0] == "generating"]
-    deployment.start_worker()  # back to two workers
 
 
+@pytest.mark.usefixtures("workers")
 def test_workers_reconnect_after_losing_postgres_and_redis(deployment, engine):
     from rq import Queue, Worker
 
@@ -298,7 +309,7 @@ def test_workers_reconnect_after_losing_postgres_and_redis(deployment, engine):
     _check_stored(deployment, engine, ids)
 
 
-def test_pool_refills_with_good_songs_and_a_dry_pool_serves_written_songs(deployment):
+def test_pool_refills_with_good_songs_and_a_dry_pool_serves_written_songs(deployment, workers):
     pool_key = f"{deployment.prefix}:pool"
     deadline = time.monotonic() + 90
     while deployment.redis.hlen(pool_key) < 4 and time.monotonic() < deadline:
@@ -308,7 +319,6 @@ def test_pool_refills_with_good_songs_and_a_dry_pool_serves_written_songs(deploy
     assert all(row[0] == "done" and row[6] == "" for row in deployment.rows(pooled).values())
     status, headers, _ = fetch(deployment.base + "/")
     assert status == 302 and "fallback" not in headers["location"]
-    workers = deployment.live_workers()
     for worker in workers:
         worker.send_signal(signal.SIGSTOP)  # nobody refills for a moment
     try:
@@ -324,8 +334,7 @@ def test_pool_refills_with_good_songs_and_a_dry_pool_serves_written_songs(deploy
             worker.send_signal(signal.SIGCONT)
 
 
-def test_sigterm_stops_workers_cleanly(deployment):
-    workers = deployment.live_workers()
+def test_sigterm_stops_workers_cleanly(deployment, workers):
     deadline = time.monotonic() + 60
     logs = [deployment.tmp / f"worker-{deployment.workers.index(w)}.log" for w in workers]
     while not all("RQ worker" in log.read_text(errors="replace") for log in logs) and time.monotonic() < deadline:
