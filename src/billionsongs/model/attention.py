@@ -29,6 +29,8 @@ from collections.abc import Callable
 import torch
 from torch.export import Dim
 
+from billionsongs.model.rows import with_rows
+
 log = logging.getLogger(__name__)
 
 CHOICES = ("auto", "compiled", "eager")
@@ -74,8 +76,7 @@ def compiled(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: 
     """`_summed` as `prepare` compiled it for this dtype, head shape and thread count. Fewer than `MIN_ROWS`
     rows are padded: the kernel is compiled for two rows and up."""
     if q.shape[0] < MIN_ROWS:
-        pad = MIN_ROWS - q.shape[0]
-        return compiled(*(torch.cat([t, t[:1].expand(pad, *t.shape[1:])]) for t in (q, keys, values, hidden)))[:1]
+        return compiled(*(with_rows(t, MIN_ROWS) for t in (q, keys, values, hidden)))[:q.shape[0]]
     kernel = _kernels.get((q.dtype, q.shape[1], q.shape[2], torch.get_num_threads()))
     if kernel is None:
         kernel = prepare(q.dtype, q.shape[1], q.shape[2])

@@ -17,11 +17,12 @@ import threading
 import torch
 import torch.nn.functional as F
 
-from billionsongs.model import attention
+from billionsongs.model.attention import MIN_ROWS as ATTENTION_MIN_ROWS
 from billionsongs.model.attention import choose_attention
 from billionsongs.model.linear import PackedLinear, choose_kernel
 from billionsongs.model.loading import GPT2Config
 from billionsongs.model.quantized import int8_available, int8_kernels
+from billionsongs.model.rows import with_rows
 
 ATTENTION_PAD = 32
 LINEARS = ("c_attn", "c_proj", "c_fc", "mlp_proj")
@@ -112,15 +113,6 @@ class KVCache:
             values[dst, ..., :length] = values[src, ..., :length]
 
 
-def _rows(t: torch.Tensor, n: int) -> torch.Tensor:
-    """`t`'s first `n` rows, padded with copies of row 0 where it has fewer (`GPT2.step`)."""
-    if t.shape[0] == n:
-        return t
-    if t.shape[0] > n:
-        return t[:n]
-    return torch.cat([t, t[:1].expand(n - t.shape[0], *t.shape[1:])])
-
-
 def padded_length(positions: int) -> int:
     """`positions` rounded up to a multiple of `ATTENTION_PAD`."""
     return -(-positions // ATTENTION_PAD) * ATTENTION_PAD
@@ -175,7 +167,7 @@ class GPT2:
         # cache rows, rather than in every call, where each attention call copied a row's whole cache.
         # Attention gets only the rows it needs: each extra row is one more row of the cache read.
         self.linear_rows = max(kernel.min_rows for kernel in kernels.values())
-        self.attention_rows = attention.MIN_ROWS if self.attention_name == "compiled" else 1
+        self.attention_rows = ATTENTION_MIN_ROWS if self.attention_name == "compiled" else 1
 
     @property
     def kernel_name(self) -> str:
@@ -216,8 +208,8 @@ class GPT2:
         rows = tokens.shape[0]
         height, attended = max(rows, self.linear_rows), max(rows, self.attention_rows)
         if max(height, attended) > rows:
-            tokens = _rows(tokens, height)
-            positions = _rows(positions, max(height, attended))
+            tokens = with_rows(tokens, height)
+            positions = with_rows(positions, max(height, attended))
         heads, head_dim = c.n_head, c.n_embd // c.n_head
         eps = c.layer_norm_epsilon
         cache.reserve(int(positions.max()) + 1)
@@ -232,8 +224,8 @@ class GPT2:
             q, k, v = layer["c_attn"](h).view(height, 3, heads, head_dim).unbind(1)
             keys[row_index, :, written] = k
             values[row_index, :, :, written] = v
-            y = self.attend(_rows(q, attended), keys[:attended], values[:attended], hidden)
-            x = x + layer["c_proj"](_rows(y.reshape(attended, c.n_embd), height))
+            y = self.attend(with_rows(q, attended), keys[:attended], values[:attended], hidden)
+            x = x + layer["c_proj"](with_rows(y.reshape(attended, c.n_embd), height))
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
             x = x + layer["mlp_proj"](layer["c_fc"].gelu(h))
         x = F.layer_norm(x, (c.n_embd,), *self.ln_f, eps)
