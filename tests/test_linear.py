@@ -1,9 +1,12 @@
 """Row-invariant linear kernels: the probe must reject kernels whose rows see their batch."""
 
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from billionsongs.model import quantized
 from billionsongs.model.linear import (
     GEMM,
     ONEDNN_TILED,
@@ -13,7 +16,13 @@ from billionsongs.model.linear import (
     is_row_invariant,
     packed_kernel_available,
 )
-from billionsongs.model.quantized import int8_kernel, int8_kernels, packed_int8_available, quantize_weight
+from billionsongs.model.quantized import (
+    int8_kernel,
+    int8_kernels,
+    packed_int8_available,
+    prepare_glue,
+    quantize_weight,
+)
 
 INT8 = int8_kernel(torch.float32)
 
@@ -152,6 +161,50 @@ def test_packed_int8_kernel_gives_the_plain_int8_kernels_bits_at_every_height():
             ours = getattr(packed_kernel, apply)(x[:rows], packed, bias)
             assert torch.equal(ours, getattr(plain_kernel, apply)(x[:rows], plain, bias)), (rows, apply)
     assert choose_kernel([(weight, bias)], int8_kernels(torch.bfloat16)).name == "int8-onednn-packed"
+
+
+def _int8_outputs(kernel: LinearKernel, dtype: torch.dtype) -> list[torch.Tensor]:
+    """The kernel's outputs for GPT-2's layer shapes (biases in the model's dtype, and none, as the output
+    layer has) at several heights, through both of its entry points."""
+    gen = torch.Generator().manual_seed(5)
+    outs = []
+    for out_features, in_features in ((2304, 768), (768, 3072), (37, 5)):
+        weight = (0.02 * torch.randn(out_features, in_features, generator=gen)).to(dtype)
+        packed = kernel.pack(weight)
+        for bias in ((0.1 * torch.randn(out_features, generator=gen)).to(dtype), None):
+            for rows in (1, 2, 3, 17, 64):
+                x = (2 * torch.randn(rows, in_features, generator=gen)).to(dtype)
+                x[0] = 0  # a row of zeros: its scale is the smallest float, not 0
+                outs += [kernel.apply(x, packed, bias), kernel.apply_gelu(x, packed, bias)]
+    return outs
+
+
+@pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_compiled_int8_glue_gives_the_eager_ops_bits(monkeypatch, dtype):
+    """The quantize/rescale glue around oneDNN's int8 matmul is compiled where it can be; a machine that
+    cannot compile runs the eager ops, and its songs must be the same."""
+    kernel = int8_kernels(dtype)[0]
+    assert prepare_glue(dtype)
+    compiled = _int8_outputs(kernel, dtype)
+    monkeypatch.setattr(quantized, "_glue", {})
+    eager = _int8_outputs(kernel, dtype)
+    assert all(torch.equal(a, b) for a, b in zip(compiled, eager, strict=True))
+    assert is_row_invariant(kernel, *_weight(dtype))
+
+
+@pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")
+def test_int8_glue_stays_eager_when_compiling_fails(monkeypatch, caplog):
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Compiler: cc is not found")
+
+    monkeypatch.setattr(quantized, "_glue", {})
+    monkeypatch.setattr(torch._inductor, "standalone_compile", no_compiler)
+    with caplog.at_level(logging.WARNING, logger="billionsongs.model.quantized"):
+        assert not prepare_glue(torch.bfloat16)
+    assert "cc is not found" in caplog.text
+    kernel = int8_kernels(torch.bfloat16)[0]
+    assert is_row_invariant(kernel, *_weight(torch.bfloat16))
 
 
 def test_int8_leaves_a_float32_input_untouched():

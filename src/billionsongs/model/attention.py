@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 from torch.export import Dim
 
+from billionsongs.model.inductor import compile_graph
 from billionsongs.model.rows import with_rows
 
 log = logging.getLogger(__name__)
@@ -88,16 +89,10 @@ def prepare(dtype: torch.dtype, heads: int, head_dim: int) -> Callable:
     """Compile the kernel for one dtype and head shape at the current thread count (once per process),
     dynamic in rows and length only, at the typical sizes; return it.
 
-    Why not `torch.compile` on the function: every call then went through TorchDynamo's frame hooks and
-    guards, 130-190 µs a call against ~60 for the kernel called directly (AVX2 EPYC), 12 calls a step for
-    GPT-2, and its guards are what could silently compile another kernel (a new memory layout, a size-1
-    dimension, past its limit of 8 entries), one that sums in another order. Here the graph is exported
-    once (`torch.export`, rows and length dynamic, heads and head size static) and compiled by Inductor
-    alone (`torch._inductor.standalone_compile`, its API for compiling ahead and calling without Dynamo):
-    the same Inductor kernel, bit for bit (checked on fp32 and bf16 against the Dynamo-compiled one), with
-    nothing between a call and the kernel. Inductor builds a kernel for a fixed number of threads, so each
-    thread count gets its own, compiled the same way. Raises whatever export or Inductor raises when it
-    cannot compile here."""
+    Compiled ahead and called without Dynamo (`inductor.compile_graph`): checked bit for bit against the
+    Dynamo-compiled kernel this replaced (fp32 and bf16), so no song changed. Inductor builds a kernel for
+    a fixed number of threads, so each thread count gets its own. Raises whatever export or Inductor raises
+    when it cannot compile here."""
     key = (dtype, heads, head_dim, torch.get_num_threads())
     with _kernels_lock:
         if key not in _kernels:
@@ -108,10 +103,8 @@ def prepare(dtype: torch.dtype, heads: int, head_dim: int) -> Callable:
                        torch.ones(rows, heads, head_dim, length, dtype=dtype),
                        torch.zeros(rows, 1, length, dtype=torch.bool))
             batch, positions = Dim("rows", min=MIN_ROWS), Dim("length", min=2)
-            program = torch.export.export(_Attention(), example, dynamic_shapes=(
+            _kernels[key] = compile_graph(_Attention(), example, (
                 {0: batch}, {0: batch, 2: positions}, {0: batch, 3: positions}, {0: batch, 2: positions}))
-            _kernels[key] = torch._inductor.standalone_compile(program.graph_module, list(example),
-                                                               dynamic_shapes="from_graph")
         return _kernels[key]
 
 

@@ -21,7 +21,7 @@ from billionsongs.model.attention import MIN_ROWS as ATTENTION_MIN_ROWS
 from billionsongs.model.attention import choose_attention
 from billionsongs.model.linear import PackedLinear, choose_kernel
 from billionsongs.model.loading import GPT2Config
-from billionsongs.model.quantized import int8_available, int8_kernels
+from billionsongs.model.quantized import int8_available, int8_kernels, prepare_glue
 from billionsongs.model.rows import with_rows
 
 ATTENTION_PAD = 32
@@ -156,6 +156,8 @@ class GPT2:
         # depth and was row-invariant with c_fc's kernel wherever measured (Zen 4, AVX2 EPYC, AMX Xeon; the
         # batch-invariance tests cover it).
         candidates = int8_kernels(dtype) if int8 else None
+        if int8:
+            prepare_glue(dtype)
         kernels = {name: choose_kernel([self.layers[0][name]], candidates) for name in LINEARS}
         for layer in self.layers:
             for name in LINEARS:

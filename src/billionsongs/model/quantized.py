@@ -19,7 +19,7 @@ Two kernels (`int8_kernels`, fastest first; `GPT2` keeps the first that passes t
 never changes a song. Whole engine, GPT-2 124M shape, 64-128-token songs, on the 2-vCPU Zen 5 (family 26),
 old and new alternating in separate processes: packed 1.3-1.45x `_int_mm` at batch 8, 1.15-1.2x at 32 and
 1.0-1.06x at 64, where the quantize/dequantize ops around the matmul (7 ms of a 40 ms step under the
-profiler) eat most of the matmul's gain.
+profiler) eat most of the matmul's gain. Those ops are now compiled (`prepare_glue`), with the same bits.
 
 What it trades: weights and activations are rounded to 8 bits, so songs differ from bf16's (like any
 change of precision), and models with large activation outliers lose more than the bundled one does;
@@ -27,13 +27,19 @@ measure before serving another model in int8.
 """
 
 import functools
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.export import Dim
 
+from billionsongs.model.inductor import compile_graph
 from billionsongs.model.linear import LinearKernel
 from billionsongs.model.precision import vnni
+
+log = logging.getLogger(__name__)
 
 LEVELS = 127  # symmetric: -127..127, so negating a value never overflows
 
@@ -80,6 +86,83 @@ def _rescaled(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tenso
     return sums
 
 
+def _shifted_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_rounded_rows` as oneDNN takes them: int8 values shifted by 128, as uint8 (`int8_linear_packed`)."""
+    rounded, scale = _rounded_rows(x)
+    return rounded.add_(128).to(torch.uint8), scale
+
+
+# The glue around oneDNN's int8 matmul, compiled (`prepare_glue`). In eager mode it is 10 tensor ops a layer
+# (quantize the rows; rescale, add the bias, convert), each its own pass and dispatch: ~55 µs of a 315 µs
+# 768x3072 layer at 32 rows on the 2-vCPU Zen 5. Compiled, it is two fused kernels with the same bits:
+# every op is elementwise or an exact max, done in the same order (checked against the eager ops,
+# `tests/test_linear.py`), so a machine that cannot compile falls back to eager without changing a song.
+
+
+class _Quantize(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _shifted_rows(x)
+
+
+class _Rescale(torch.nn.Module):
+    """`_rescaled` and the conversion to `dtype`, written out of place so that export sees no mutation."""
+
+    def __init__(self, dtype: torch.dtype, bias: bool):
+        super().__init__()
+        self.dtype, self.bias = dtype, bias
+
+    def forward(self, sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor,
+                bias: torch.Tensor) -> tuple[torch.Tensor]:
+        out = sums * scale * weight_scale
+        return ((out + bias) if self.bias else out).to(self.dtype),
+
+
+# ("quantize", input dtype) or ("rescale", output dtype, bias dtype or None) -> the compiled kernel. The
+# kernels check nothing, so the key holds every dtype they were compiled for: any other call runs eager.
+_glue: dict[tuple, Callable] = {}
+
+
+def prepare_glue(dtype: torch.dtype) -> bool:
+    """Compile int8's glue for a model computing in `dtype` (once per process; about 2 s a kernel when
+    Inductor's cache is cold), at the current thread count. No thread count of its own: the kernels are
+    elementwise and exact maxima, whose bits no split among threads changes. Where compiling fails, the
+    eager ops stay in use (same bits) and a warning says why. Only oneDNN's kernel uses it. Returns
+    whether the glue is compiled."""
+    if not packed_int8_available():
+        return False
+    rows, width = Dim("rows", min=1), Dim("features", min=2)
+    graphs = {("quantize", dtype): (_Quantize(), (torch.ones(32, 768, dtype=dtype),), ({0: rows, 1: width},)),
+              ("quantize", torch.float32): (_Quantize(), (torch.ones(32, 3072),), ({0: rows, 1: width},))}
+    # Biases are in the model's dtype; the GELU's input stays float32.
+    for out, bias in ((dtype, dtype), (dtype, None), (torch.float32, dtype)):
+        example = (torch.ones(32, 3072), torch.ones(32, 1), torch.ones(3072), torch.ones(3072, dtype=bias or dtype))
+        graphs["rescale", out, bias] = (_Rescale(out, bias is not None), example,
+                                        ({0: rows, 1: width}, {0: rows}, {0: width}, {0: width}))
+    for key, (module, example, dynamic) in graphs.items():
+        if key in _glue:
+            continue
+        try:
+            _glue[key] = compile_graph(module, example, dynamic)
+        except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
+            log.warning("int8: compiling the quantize/rescale glue failed (%s: %s); eager ops used (same bits)",
+                        type(exc).__name__, str(exc).splitlines()[:1])
+            return False
+    return True
+
+
+def _quantized(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    kernel = _glue.get(("quantize", x.dtype))
+    return kernel(x.contiguous()) if kernel else _shifted_rows(x)
+
+
+def _finished(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
+              dtype: torch.dtype) -> torch.Tensor:
+    kernel = _glue.get(("rescale", dtype, None if bias is None else bias.dtype))
+    if kernel is None:
+        return _rescaled(sums, scale, weight_scale, bias).to(dtype)
+    return kernel(sums, scale, weight_scale, weight_scale if bias is None else bias)[0]
+
+
 @dataclass(frozen=True)
 class PackedInt8Weight:
     """`quantized`'s values reordered once into oneDNN's blocked int8 layout (`packed`), for
@@ -112,10 +195,16 @@ def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Te
     shifted by 128 and oneDNN is told the zero point is 128: the sum is still exact. Scales are applied
     outside, as `int8_linear` applies them, since oneDNN takes only one activation scale for the whole
     batch."""
+    return int8_linear_packed_as(x, weight, bias, torch.float32)
+
+
+def int8_linear_packed_as(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Tensor | None,
+                          dtype: torch.dtype) -> torch.Tensor:
+    """`int8_linear_packed` converted to `dtype`, with the compiled glue where `prepare_glue` made it."""
     if x.shape[0] == 1:
-        return int8_linear(x, weight.quantized, bias)
-    rounded, scale = _rounded_rows(x)
-    return _rescaled(packed_int8_sums(rounded.add_(128).to(torch.uint8), weight), scale, weight.quantized.scale, bias)
+        return int8_linear(x, weight.quantized, bias).to(dtype)
+    shifted, scale = _quantized(x)
+    return _finished(packed_int8_sums(shifted, weight), scale, weight.quantized.scale, bias, dtype)
 
 
 def packed_int8_sums(shifted: torch.Tensor, weight: PackedInt8Weight) -> torch.Tensor:
@@ -143,23 +232,24 @@ def packed_int8_available() -> bool:
         return False
 
 
-def _int8(name: str, pack, linear, dtype: torch.dtype) -> LinearKernel:
+def _int8(name: str, pack, linear_as, dtype: torch.dtype) -> LinearKernel:
     """An int8 kernel for a model computing in `dtype`: outputs in `dtype`, except the fused GELU's, which
     stays float32 because its only reader is the next int8 layer (it would convert it back: two passes over
-    the MLP's widest activation saved, and GELU runs in fp32's faster kernel)."""
+    the MLP's widest activation saved, and GELU runs in fp32's faster kernel). `linear_as(x, weight, bias,
+    out_dtype)`."""
 
     def apply(x: torch.Tensor, weight, bias: torch.Tensor | None) -> torch.Tensor:
-        return linear(x, weight, bias).to(dtype)
+        return linear_as(x, weight, bias, dtype)
 
     def apply_gelu(x: torch.Tensor, weight, bias: torch.Tensor | None) -> torch.Tensor:
-        return F.gelu(linear(x, weight, bias), approximate="tanh")
+        return F.gelu(linear_as(x, weight, bias, torch.float32), approximate="tanh")
 
     return LinearKernel(name, pack, apply, apply_gelu)
 
 
 def int8_kernel(dtype: torch.dtype) -> LinearKernel:
     """The int8 kernel with `torch._int_mm`, which runs wherever torch does."""
-    return _int8("int8-dynamic", quantize_weight, int8_linear, dtype)
+    return _int8("int8-dynamic", quantize_weight, lambda x, w, b, out: int8_linear(x, w, b).to(out), dtype)
 
 
 def int8_kernels(dtype: torch.dtype) -> list[LinearKernel]:
@@ -168,7 +258,7 @@ def int8_kernels(dtype: torch.dtype) -> list[LinearKernel]:
     plain = int8_kernel(dtype)
     if not packed_int8_available():
         return [plain]
-    return [_int8("int8-onednn-packed", pack_int8_weight, int8_linear_packed, dtype), plain]
+    return [_int8("int8-onednn-packed", pack_int8_weight, int8_linear_packed_as, dtype), plain]
 
 
 def int8_available(device: torch.device | None = None) -> bool:
