@@ -28,6 +28,7 @@ measure before serving another model in int8.
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -120,6 +121,7 @@ class _Rescale(torch.nn.Module):
 # ("quantize", input dtype) or ("rescale", output dtype, bias dtype or None) -> the compiled kernel. The
 # kernels check nothing, so the key holds every dtype they were compiled for: any other call runs eager.
 _glue: dict[tuple, Callable] = {}
+_glue_lock = threading.Lock()
 
 
 def prepare_glue(dtype: torch.dtype) -> bool:
@@ -138,15 +140,16 @@ def prepare_glue(dtype: torch.dtype) -> bool:
         example = (torch.ones(32, 3072), torch.ones(32, 1), torch.ones(3072), torch.ones(3072, dtype=bias or dtype))
         graphs["rescale", out, bias] = (_Rescale(out, bias is not None), example,
                                         ({0: rows, 1: width}, {0: rows}, {0: width}, {0: width}))
-    for key, (module, example, dynamic) in graphs.items():
-        if key in _glue:
-            continue
-        try:
-            _glue[key] = compile_graph(module, example, dynamic)
-        except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
-            log.warning("int8: compiling the quantize/rescale glue failed (%s: %s); eager ops used (same bits)",
-                        type(exc).__name__, str(exc).splitlines()[:1])
-            return False
+    with _glue_lock:
+        for key, (module, example, dynamic) in graphs.items():
+            if key in _glue:
+                continue
+            try:
+                _glue[key] = compile_graph(module, example, dynamic)
+            except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
+                log.warning("int8: compiling the quantize/rescale glue failed (%s: %s); eager ops used (same bits)",
+                            type(exc).__name__, str(exc).splitlines()[:1])
+                return False
     return True
 
 
