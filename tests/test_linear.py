@@ -175,7 +175,9 @@ def _int8_outputs(kernel: LinearKernel, dtype: torch.dtype) -> list[torch.Tensor
             for rows in (1, 2, 3, 17, 64):
                 x = (2 * torch.randn(rows, in_features, generator=gen)).to(dtype)
                 x[0] = 0  # a row of zeros: its scale is the smallest float, not 0
-                outs += [kernel.apply(x, packed, bias), kernel.apply_gelu(x, packed, bias)]
+                # float32 rows too: the MLP's projection gets the GELU's float32 output in a bf16 model
+                outs += [kernel.apply(x, packed, bias), kernel.apply_gelu(x, packed, bias),
+                         kernel.apply(x.float(), packed, bias)]
     return outs
 
 
@@ -186,7 +188,15 @@ def test_compiled_int8_glue_gives_the_eager_ops_bits(monkeypatch, dtype):
     cannot compile runs the eager ops, and its songs must be the same."""
     kernel = int8_kernels(dtype)[0]
     assert prepare_glue(dtype)
+    used = set()
+    for key, compiled_kernel in list(quantized._glue.items()):
+        def counted(*args, key=key, compiled_kernel=compiled_kernel):
+            used.add(key)
+            return compiled_kernel(*args)
+        monkeypatch.setitem(quantized._glue, key, counted)
     compiled = _int8_outputs(kernel, dtype)
+    assert used == {("quantize", dtype), ("quantize", torch.float32), ("rescale", dtype, dtype),
+                    ("rescale", dtype, None), ("rescale", torch.float32, dtype)}
     monkeypatch.setattr(quantized, "_glue", {})
     eager = _int8_outputs(kernel, dtype)
     assert all(torch.equal(a, b) for a, b in zip(compiled, eager, strict=True))
@@ -199,10 +209,12 @@ def test_int8_glue_stays_eager_when_compiling_fails(monkeypatch, caplog):
         raise RuntimeError("Compiler: cc is not found")
 
     monkeypatch.setattr(quantized, "_glue", {})
+    monkeypatch.setattr(quantized, "_glue_failed", set())
     monkeypatch.setattr(torch._inductor, "standalone_compile", no_compiler)
     with caplog.at_level(logging.WARNING, logger="billionsongs.model.quantized"):
         assert not prepare_glue(torch.bfloat16)
-    assert "cc is not found" in caplog.text
+        assert not prepare_glue(torch.bfloat16)  # not tried, nor warned about, again
+    assert caplog.text.count("Compiler: cc is not found") == 1 and not quantized._glue
     kernel = int8_kernels(torch.bfloat16)[0]
     assert is_row_invariant(kernel, *_weight(torch.bfloat16))
 

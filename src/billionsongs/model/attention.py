@@ -81,7 +81,7 @@ def compiled(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: 
     kernel = _kernels.get((q.dtype, q.shape[1], q.shape[2], torch.get_num_threads()))
     if kernel is None:
         kernel = prepare(q.dtype, q.shape[1], q.shape[2])
-    # The kernel is compiled for contiguous inputs and checks nothing (no guards): these make sure.
+    # The kernel is compiled for contiguous inputs and asserts their strides (`inductor.compile_graph`).
     return kernel(q.contiguous(), keys.contiguous(), values.contiguous(), hidden.contiguous())[0]
 
 
@@ -112,7 +112,7 @@ def _compiles(dtype: torch.dtype, heads: int, head_dim: int) -> bool:
     try:
         prepare(dtype, heads, head_dim)
     except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
-        log.warning("attention: compiling failed (%s: %s)", type(exc).__name__, str(exc).splitlines()[:1])
+        log.warning("attention: compiling failed (%s: %s)", type(exc).__name__, (str(exc).splitlines() or [""])[0])
         return False
     return True
 

@@ -16,7 +16,8 @@ import torch
 def compile_graph(module: torch.nn.Module, example: tuple[torch.Tensor, ...], dynamic_shapes: tuple) -> Callable:
     """`module` exported at `example` with `dynamic_shapes` (as `torch.export.export` takes them) and
     compiled by Inductor for the current thread count. The result is called with tensors laid out like
-    the example's (contiguous) and returns a tuple; it checks nothing (no guards). Raises whatever export
-    or Inductor raises where it cannot compile (no C++ compiler, no writable cache)."""
+    the example's (contiguous) and returns a tuple. No guards: it asserts sizes and strides (an
+    AssertionError), but not dtypes, so callers key their kernels on every dtype they compiled for. Raises
+    whatever export or Inductor raises where it cannot compile (no C++ compiler, no writable cache)."""
     program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
     return torch._inductor.standalone_compile(program.graph_module, list(example), dynamic_shapes="from_graph")

@@ -4,8 +4,9 @@ to int8 with its own scale, products summed in int32.
 Why int8: a decode step streams every weight once, so at batch 1 it is bound by memory, and int8 halves
 the bytes of bf16; batched, the CPU's int8 dot products (AVX512-VNNI) do twice the work per cycle of bf16.
 Measured on the 2-vCPU Zen 4 for GPT-2 124M's layers (weights out of cache): 4.8 against 8.1 ms per step
-at 1 row, 17 against 23 ms at 32 and 25 against 38 ms at 64; the whole engine, 1.28x bf16 at batch 1 and
-1.07x at 64 but 0.8-1.0x at 8-32, where the quantize/dequantize ops eat the gain (benchmarks/RESULTS.md).
+at 1 row, 17 against 23 ms at 32 and 25 against 38 ms at 64; the whole engine then (before its glue was
+compiled), 1.28x bf16 at batch 1 and 1.07x at 64 but 0.8-1.0x at 8-32, where the quantize/dequantize ops ate
+the gain (benchmarks/RESULTS.md). On the Zen 5 with the glue compiled, 1.19x bf16 at batch 32 and 1.10x at 64.
 The bundled model's validation perplexity went from 59.44 (bf16) to 59.48 (benchmarks/precision_quality.py).
 
 Why it keeps songs batch-invariant by construction: an integer sum is exact, so whichever kernel the
@@ -19,7 +20,8 @@ Two kernels (`int8_kernels`, fastest first; `GPT2` keeps the first that passes t
 never changes a song. Whole engine, GPT-2 124M shape, 64-128-token songs, on the 2-vCPU Zen 5 (family 26),
 old and new alternating in separate processes: packed 1.3-1.45x `_int_mm` at batch 8, 1.15-1.2x at 32 and
 1.0-1.06x at 64, where the quantize/dequantize ops around the matmul (7 ms of a 40 ms step under the
-profiler) eat most of the matmul's gain. Those ops are now compiled (`prepare_glue`), with the same bits.
+profiler) eat most of the matmul's gain. Those ops are now compiled (`prepare_glue`), with the same bits:
+1.04-1.11x the int8 engine at batch 8-64 there.
 
 What it trades: weights and activations are rounded to 8 bits, so songs differ from bf16's (like any
 change of precision), and models with large activation outliers lose more than the bundled one does;
@@ -93,7 +95,7 @@ def _shifted_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rounded.add_(128).to(torch.uint8), scale
 
 
-# The glue around oneDNN's int8 matmul, compiled (`prepare_glue`). In eager mode it is 10 tensor ops a layer
+# The glue around oneDNN's int8 matmul, compiled (`prepare_glue`). In eager mode it is ~13 tensor ops a layer
 # (quantize the rows; rescale, add the bias, convert), each its own pass and dispatch: ~55 µs of a 315 µs
 # 768x3072 layer at 32 rows on the 2-vCPU Zen 5. Compiled, it is two fused kernels with the same bits:
 # every op is elementwise or an exact max, done in the same order (checked against the eager ops,
@@ -119,37 +121,42 @@ class _Rescale(torch.nn.Module):
 
 
 # ("quantize", input dtype) or ("rescale", output dtype, bias dtype or None) -> the compiled kernel. The
-# kernels check nothing, so the key holds every dtype they were compiled for: any other call runs eager.
+# kernels check sizes and strides but not dtypes, so the key holds every dtype they were compiled for: any
+# other call runs eager. `_glue_failed`: model dtypes whose glue did not compile (not tried again).
 _glue: dict[tuple, Callable] = {}
+_glue_failed: set[torch.dtype] = set()
 _glue_lock = threading.Lock()
 
 
 def prepare_glue(dtype: torch.dtype) -> bool:
-    """Compile int8's glue for a model computing in `dtype` (once per process; about 2 s a kernel when
-    Inductor's cache is cold), at the current thread count. No thread count of its own: the kernels are
-    elementwise and exact maxima, whose bits no split among threads changes. Where compiling fails, the
-    eager ops stay in use (same bits) and a warning says why. Only oneDNN's kernel uses it. Returns
-    whether the glue is compiled."""
-    if not packed_int8_available():
+    """Compile int8's glue for a model computing in `dtype` (once per process: ~3 s with Inductor's disk
+    cache warm, ~10 s cold), at the current thread count. Not keyed by thread count, unlike attention: the
+    kernels are elementwise and exact maxima, whose bits no split among threads changes; but the first
+    model built fixes their parallelism for the process (a kernel compiled at 1 thread has no OpenMP).
+    Where compiling fails, the eager ops stay in use for this dtype (same bits; all or none of its kernels)
+    and a warning says why, once. Only oneDNN's kernel uses it. Returns whether the glue is compiled."""
+    if not packed_int8_available() or dtype in _glue_failed:
         return False
     rows, width = Dim("rows", min=1), Dim("features", min=2)
     graphs = {("quantize", dtype): (_Quantize(), (torch.ones(32, 768, dtype=dtype),), ({0: rows, 1: width},)),
               ("quantize", torch.float32): (_Quantize(), (torch.ones(32, 3072),), ({0: rows, 1: width},))}
     # Biases are in the model's dtype; the GELU's input stays float32.
     for out, bias in ((dtype, dtype), (dtype, None), (torch.float32, dtype)):
-        example = (torch.ones(32, 3072), torch.ones(32, 1), torch.ones(3072), torch.ones(3072, dtype=bias or dtype))
+        example = (torch.ones(32, 3072), torch.ones(32, 1), torch.ones(3072),
+                   torch.ones(3072, dtype=bias or torch.float32))  # no bias: `_finished` passes weight_scale
         graphs["rescale", out, bias] = (_Rescale(out, bias is not None), example,
                                         ({0: rows, 1: width}, {0: rows}, {0: width}, {0: width}))
     with _glue_lock:
+        compiled = {}
         for key, (module, example, dynamic) in graphs.items():
-            if key in _glue:
-                continue
             try:
-                _glue[key] = compile_graph(module, example, dynamic)
+                compiled[key] = _glue.get(key) or compile_graph(module, example, dynamic)
             except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
                 log.warning("int8: compiling the quantize/rescale glue failed (%s: %s); eager ops used (same bits)",
-                            type(exc).__name__, str(exc).splitlines()[:1])
+                            type(exc).__name__, (str(exc).splitlines() or [""])[0])
+                _glue_failed.add(dtype)
                 return False
+        _glue.update(compiled)
     return True
 
 
@@ -163,7 +170,7 @@ def _finished(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tenso
     kernel = _glue.get(("rescale", dtype, None if bias is None else bias.dtype))
     if kernel is None:
         return _rescaled(sums, scale, weight_scale, bias).to(dtype)
-    return kernel(sums, scale, weight_scale, weight_scale if bias is None else bias)[0]
+    return kernel(sums, scale, weight_scale, weight_scale if bias is None else bias.contiguous())[0]
 
 
 @dataclass(frozen=True)
