@@ -17,7 +17,6 @@ import threading
 import torch
 import torch.nn.functional as F
 
-from billionsongs.model.attention import MIN_ROWS as ATTENTION_MIN_ROWS
 from billionsongs.model.attention import choose_attention
 from billionsongs.model.linear import PackedLinear, choose_kernel
 from billionsongs.model.loading import GPT2Config
@@ -165,11 +164,10 @@ class GPT2:
         self.lm_head = PackedLinear.pack(kernels["c_fc"], self.wte, None)
         self.attention_name, self.attend = choose_attention(dtype, config.n_head, config.n_embd // config.n_head,
                                                             device=self.device)
-        # Steps of fewer rows than the kernels take are padded once, up front, with copies of row 0 in spare
-        # cache rows, rather than in every call, where each attention call copied a row's whole cache.
-        # Attention gets only the rows it needs: each extra row is one more row of the cache read.
+        # Steps of fewer rows than the linear kernels take are padded once, up front, with copies of row 0 in
+        # spare cache rows, rather than in every call. Attention gets only the real rows: each extra row is
+        # one more row of the cache read.
         self.linear_rows = max(kernel.min_rows for kernel in kernels.values())
-        self.attention_rows = ATTENTION_MIN_ROWS if self.attention_name == "compiled" else 1
 
     @property
     def kernel_name(self) -> str:
@@ -187,7 +185,7 @@ class GPT2:
         c = self.config
         with self._spare_lock:
             spare, self._spare = self._spare, []
-        rows = max(rows, self.linear_rows, self.attention_rows)
+        rows = max(rows, self.linear_rows)
         return KVCache(rows, c.n_layer, c.n_head, c.n_embd // c.n_head, self.dtype, self.device,
                        capacity or c.n_positions, spare)
 
@@ -208,26 +206,24 @@ class GPT2:
         row-invariant, so row 0 is the same padded or not."""
         c = self.config
         rows = tokens.shape[0]
-        height, attended = max(rows, self.linear_rows), max(rows, self.attention_rows)
-        if max(height, attended) > rows:
-            tokens = with_rows(tokens, height)
-            positions = with_rows(positions, max(height, attended))
+        height = max(rows, self.linear_rows)
+        if height > rows:
+            tokens, positions = with_rows(tokens, height), with_rows(positions, height)
         heads, head_dim = c.n_head, c.n_embd // c.n_head
         eps = c.layer_norm_epsilon
         cache.reserve(int(positions.max()) + 1)
         length = cache.length
         positions = positions.to(self.device)
-        written = positions[:height]
         row_index = torch.arange(height, device=self.device)
-        hidden = (torch.arange(length, device=self.device) > positions[:attended, None]).view(attended, 1, length)
-        x = self.wte[tokens] + self.wpe[written]
+        hidden = (torch.arange(length, device=self.device) > positions[:rows, None]).view(rows, 1, length)
+        x = self.wte[tokens] + self.wpe[positions]
         for layer, keys, values in zip(self.layers, cache.keys, cache.values, strict=True):
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_1"], eps)
             q, k, v = layer["c_attn"](h).view(height, 3, heads, head_dim).unbind(1)
-            keys[row_index, :, written] = k
-            values[row_index, :, :, written] = v
-            y = self.attend(with_rows(q, attended), keys[:attended], values[:attended], hidden)
-            x = x + layer["c_proj"](with_rows(y.reshape(attended, c.n_embd), height))
+            keys[row_index, :, positions] = k
+            values[row_index, :, :, positions] = v
+            y = self.attend(q[:rows], keys[:rows], values[:rows], hidden)
+            x = x + layer["c_proj"](with_rows(y.reshape(rows, c.n_embd), height))
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
             x = x + layer["mlp_proj"](layer["c_fc"].gelu(h))
         x = F.layer_norm(x, (c.n_embd,), *self.ln_f, eps)
