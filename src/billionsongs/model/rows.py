@@ -1,6 +1,6 @@
 """Padding a batch with copies of its first row.
 
-Kernels that take a minimum number of rows (oneDNN's packed linear, compiled attention) or a fixed
+Kernels that take a minimum number of rows (oneDNN's packed linear kernels) or a fixed
 height get the missing rows as copies of row 0: every kernel here is row-invariant, so the real rows
 come out the same, and a copy of a real row keeps the padding finite and typical."""
 
