@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 from torch.export import Dim
 
-from billionsongs.model.inductor import compile_graph
+from billionsongs.model.inductor import compile_graph, why_not
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _compiles(dtype: torch.dtype, heads: int, head_dim: int) -> bool:
     try:
         prepare(dtype, heads, head_dim)
     except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
-        log.warning("attention: compiling failed (%s: %s)", type(exc).__name__, (str(exc).splitlines() or [""])[0])
+        log.warning("attention: compiling failed (%s)", why_not(exc))
         return False
     return True
 

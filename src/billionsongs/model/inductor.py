@@ -21,3 +21,8 @@ def compile_graph(module: torch.nn.Module, example: tuple[torch.Tensor, ...], dy
     whatever export or Inductor raises where it cannot compile (no C++ compiler, no writable cache)."""
     program = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
     return torch._inductor.standalone_compile(program.graph_module, list(example), dynamic_shapes="from_graph")
+
+
+def why_not(exc: Exception) -> str:
+    """One line for a log saying why `compile_graph` failed: Inductor's messages run to pages."""
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.export import Dim
 
-from billionsongs.model.inductor import compile_graph
+from billionsongs.model.inductor import compile_graph, why_not
 from billionsongs.model.linear import LinearKernel
 from billionsongs.model.precision import vnni
 
@@ -152,8 +152,8 @@ def prepare_glue(dtype: torch.dtype) -> bool:
             try:
                 compiled[key] = _glue.get(key) or compile_graph(module, example, dynamic)
             except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
-                log.warning("int8: compiling the quantize/rescale glue failed (%s: %s); eager ops used (same bits)",
-                            type(exc).__name__, (str(exc).splitlines() or [""])[0])
+                log.warning("int8: compiling the quantize/rescale glue failed (%s); eager ops used (same bits)",
+                            why_not(exc))
                 _glue_failed.add(dtype)
                 return False
         _glue.update(compiled)
