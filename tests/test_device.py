@@ -29,12 +29,14 @@ def test_asking_for_cuda_without_one_says_so(no_cuda, monkeypatch):
         resolve_device("tpu")
 
 
-def test_int8_and_compiled_attention_refuse_a_gpu(tiny_model_dir):
+def test_int8_and_cpu_attention_refuse_a_gpu(tiny_model_dir):
     loaded = load_model(str(tiny_model_dir))
     with pytest.raises(ValueError, match="CPU only"):
         GPT2(loaded.config, loaded.state_dict, int8=True, device=torch.device("cuda"))
     with pytest.raises(ValueError, match="for the CPU"):
         choose_attention(torch.bfloat16, 12, 64, "compiled", device=torch.device("cuda"))
+    with pytest.raises(ValueError, match="for the CPU"):
+        choose_attention(torch.bfloat16, 12, 64, "fused", device=torch.device("cuda"))
     assert choose_attention(torch.bfloat16, 12, 64, "auto", device=torch.device("cuda"))[0] == "eager"
 
 

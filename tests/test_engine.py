@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from billionsongs.ids import MAX_SONG_ID, InvalidSongId, parse_song_id
+from billionsongs.model import fused_attention
 from billionsongs.model.generate import TOO_LONG, Generator
 from billionsongs.model.gpt import GPT2
 from billionsongs.model.loading import load_model
+from billionsongs.model.precision import resolve_precision
 from billionsongs.model.rng import uniforms
 
 
@@ -51,10 +53,12 @@ def test_same_id_alone_equals_inside_any_batch(generator):
         assert all(songs[i] == alone[i] for i in ids), f"batch {batch_size} changed a song"
 
 
-@pytest.mark.parametrize("attention", ["compiled", "eager"])
+@pytest.mark.parametrize("attention", ["fused", "compiled", "eager"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, "int8"], ids=["fp32", "bf16", "int8"])
 def test_rows_ignore_their_batch_at_gpt2_width(gpt2_width_model_dir, dtype, attention, monkeypatch):
     """The tiny fixture's 32-wide layers never reach the GEMM kernels GPT-2's 768/3072 layers do."""
+    if attention == "fused" and (reason := fused_attention.unavailable(resolve_precision(dtype).dtype, 64)):
+        pytest.skip(f"the fused kernel cannot run here: {reason}")
     monkeypatch.setenv("BILLIONSONGS_ATTENTION", attention)
     generator = Generator(str(gpt2_width_model_dir), dtype=dtype, max_tokens=80)
     assert generator.gpt.attention_name == attention

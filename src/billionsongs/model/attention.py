@@ -14,10 +14,12 @@ dynamic sizes; `tests/test_engine.py` checks rows alone against rows in a batch)
 row's end get weight exactly 0, so a row attending over a longer batch's padded length sums the same
 non-zero terms in the same lanes.
 
-`BILLIONSONGS_ATTENTION` picks the implementation: `compiled` (needs a C++ compiler; fails loudly if
-compilation fails), `eager` (two batched matmuls, no compiler needed, slower), or `auto` (default:
-compiled where it compiles, else eager with a warning). The two round differently, so, like the
-precision, a fleet of workers should not mix them: a song is whatever the first worker wrote.
+`BILLIONSONGS_ATTENTION` picks the implementation: `fused` (bf16 on AVX-512: `fused_attention.py`, the
+cache writes and this kernel's exact sums in one hand-written kernel, faster), `compiled` (needs a C++
+compiler; fails loudly if compilation fails), `eager` (two batched matmuls, no compiler needed, slower), or
+`auto` (default: fused where it runs and matches compiled bit for bit, else compiled where it compiles,
+else eager with a warning). Fused and compiled give the same songs; eager rounds differently, so, like the
+precision, a fleet of workers should not mix it with them: a song is whatever the first worker wrote.
 """
 
 import logging
@@ -29,13 +31,17 @@ from collections.abc import Callable
 import torch
 from torch.export import Dim
 
+from billionsongs.model import fused_attention
 from billionsongs.model.inductor import compile_graph, why_not
 
 log = logging.getLogger(__name__)
 
-CHOICES = ("auto", "compiled", "eager")
+CHOICES = ("auto", "fused", "compiled", "eager")
 
+# (q, keys, values, hidden) -> attention: over caches that already hold this step's keys and values.
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (qkv, keys, values, positions, hidden) -> attention: one layer's step, cache writes included (`writing`).
+Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def _summed(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
@@ -114,23 +120,51 @@ def _compiles(dtype: torch.dtype, heads: int, head_dim: int) -> bool:
     return True
 
 
+def writing(attend: Attend) -> Step:
+    """`attend` as one layer's step: row r's key and value (qkv[r, 1], qkv[r, 2], of qkv (rows, 3, heads,
+    head_dim)) go into cache row r at positions[r] first, then q = qkv[:, 0] attends over rows 0..rows-1."""
+
+    def step(qkv: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor,
+             hidden: torch.Tensor | None) -> torch.Tensor:
+        rows = qkv.shape[0]
+        q, k, v = qkv.unbind(1)
+        index = torch.arange(rows, device=qkv.device)
+        keys[index, :, positions] = k
+        values[index, :, :, positions] = v
+        return attend(q, keys[:rows], values[:rows], hidden)
+
+    return step
+
+
 def choose_attention(dtype: torch.dtype, heads: int, head_dim: int, name: str | None = None,
-                     device: torch.device | None = None) -> tuple[str, Attend]:
-    """The attention named by `name` (default $BILLIONSONGS_ATTENTION, else "auto") as (name, function),
-    ready for `heads` heads of `head_dim`. "compiled" raises if this machine cannot compile; "auto" then
-    falls back to "eager". The compiled kernel is the CPU's: on a GPU, "auto" is eager (batched matmuls)."""
+                     device: torch.device | None = None) -> tuple[str, Step]:
+    """The attention named by `name` (default $BILLIONSONGS_ATTENTION, else "auto") as (name, step function),
+    ready for `heads` heads of `head_dim`. "fused" and "compiled" raise where they cannot run here; "auto"
+    then falls back to the next. Fused and compiled are the CPU's: on a GPU, "auto" is eager."""
     name = (name or os.environ.get("BILLIONSONGS_ATTENTION") or "auto").strip().lower()
     if name not in CHOICES:
         raise ValueError(f"attention must be one of {', '.join(CHOICES)}, not {name!r}")
     on_cpu = device is None or device.type == "cpu"
-    if name == "compiled" and not on_cpu:
-        raise ValueError(f"BILLIONSONGS_ATTENTION=compiled is for the CPU; on {device} use auto or eager")
+    if name in ("fused", "compiled") and not on_cpu:
+        raise ValueError(f"BILLIONSONGS_ATTENTION={name} is for the CPU; on {device} use auto or eager")
     if name == "eager" or not on_cpu:
-        return "eager", eager
-    if _compiles(dtype, heads, head_dim):
-        return "compiled", compiled
+        return "eager", writing(eager)
+    if not _compiles(dtype, heads, head_dim):
+        if name != "auto":
+            raise RuntimeError(f"BILLIONSONGS_ATTENTION={name}, but torch.compile failed here (see the log); "
+                               "install a C++ compiler or set BILLIONSONGS_ATTENTION=eager")
+        log.warning("attention: using the slower eager attention")
+        return "eager", writing(eager)
     if name == "compiled":
-        raise RuntimeError("BILLIONSONGS_ATTENTION=compiled, but torch.compile failed here (see the log); "
-                           "install a C++ compiler or set BILLIONSONGS_ATTENTION=eager")
-    log.warning("attention: using the slower eager attention")
-    return "eager", eager
+        return "compiled", writing(compiled)
+    reason = fused_attention.unavailable(dtype, head_dim)
+    if reason is None:
+        try:
+            fused_attention.prepare(heads, head_dim, writing(compiled))
+            return "fused", fused_attention.fused
+        except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
+            reason = why_not(exc)
+            (log.warning if name == "auto" else log.debug)("attention: the fused kernel cannot run here: %s", reason)
+    if name == "fused":
+        raise RuntimeError(f"BILLIONSONGS_ATTENTION=fused, but {reason}; use auto or compiled")
+    return "compiled", writing(compiled)

@@ -164,8 +164,8 @@ class GPT2:
         self.lm_head = PackedLinear.pack(kernels["c_fc"], self.wte, None)
         self.attention_name, self.attend = choose_attention(dtype, config.n_head, config.n_embd // config.n_head,
                                                             device=self.device)
-        # Steps of fewer rows than the linear kernels take are padded once, up front, with copies of row 0 in
-        # spare cache rows, rather than in every call. Attention gets only the real rows: each extra row is
+        # Steps of fewer rows than the linear kernels take are padded once, up front, with copies of row 0,
+        # rather than in every call. Attention and the cache get only the real rows: each extra row would be
         # one more row of the cache read.
         self.linear_rows = max(kernel.min_rows for kernel in kernels.values())
 
@@ -181,11 +181,10 @@ class GPT2:
 
     def new_cache(self, rows: int, capacity: int | None = None) -> KVCache:
         """A cache for `rows` songs of up to `capacity` positions (default: the model's context), in the
-        memory of the last released one where it is large enough. It has rows to spare for `step`'s padding."""
+        memory of the last released one where it is large enough."""
         c = self.config
         with self._spare_lock:
             spare, self._spare = self._spare, []
-        rows = max(rows, self.linear_rows)
         return KVCache(rows, c.n_layer, c.n_head, c.n_embd // c.n_head, self.dtype, self.device,
                        capacity or c.n_positions, spare)
 
@@ -201,9 +200,8 @@ class GPT2:
         dtype (sampling takes its top-k there and converts only those: half the work of converting all).
         `positions` may sit on the CPU whatever the device: the cache's length is read from it.
 
-        Fewer rows than the kernels take are padded with copies of row 0, which write to the cache's spare
-        rows past n (free rows: a song that takes one overwrites it from position 0). Every kernel is
-        row-invariant, so row 0 is the same padded or not."""
+        Fewer rows than the linear kernels take are padded with copies of row 0, which attention and the
+        cache never see. Every kernel is row-invariant, so row 0 is the same padded or not."""
         c = self.config
         rows = tokens.shape[0]
         height = max(rows, self.linear_rows)
@@ -214,15 +212,15 @@ class GPT2:
         cache.reserve(int(positions.max()) + 1)
         length = cache.length
         positions = positions.to(self.device)
-        row_index = torch.arange(height, device=self.device)
-        hidden = (torch.arange(length, device=self.device) > positions[:rows, None]).view(rows, 1, length)
+        hidden = None  # positions past each row's own, for the attention that needs them as a mask
+        if self.attention_name != "fused":
+            hidden = (torch.arange(length, device=self.device) > positions[:rows, None]).view(rows, 1, length)
+        row_positions = positions[:rows]
         x = self.wte[tokens] + self.wpe[positions]
         for layer, keys, values in zip(self.layers, cache.keys, cache.values, strict=True):
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_1"], eps)
-            q, k, v = layer["c_attn"](h).view(height, 3, heads, head_dim).unbind(1)
-            keys[row_index, :, positions] = k
-            values[row_index, :, :, positions] = v
-            y = self.attend(q[:rows], keys[:rows], values[:rows], hidden)
+            qkv = layer["c_attn"](h).view(height, 3, heads, head_dim)[:rows]
+            y = self.attend(qkv, keys, values, row_positions, hidden)
             x = x + layer["c_proj"](with_rows(y.reshape(rows, c.n_embd), height))
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
             x = x + layer["mlp_proj"](layer["c_fc"].gelu(h))
