@@ -1,7 +1,7 @@
 // One query per row attending over that row's cached keys and values (see attention.py): bf16 in and out,
 // fp32 inside, AVX-512. Built by TorchInductor's own C++ toolchain (same compiler, flags and at::vec
 // primitives as the kernel Inductor writes for `attention._summed`) and used only where it returns that
-// kernel's bits exactly (`attention.py` checks at start-up), so no song changes.
+// kernel's bits exactly (`fused_attention.py` checks at start-up), so no song changes.
 //
 // Why hand-written: Inductor's kernel spends more instructions than the memory takes to read. It widens
 // each bf16 with two instructions, ends every dot product with its own four-step horizontal sum, and

@@ -124,11 +124,15 @@ def writing(attend: Attend) -> Step:
     """`attend` as one layer's step: row r's key and value (qkv[r, 1], qkv[r, 2], of qkv (rows, 3, heads,
     head_dim)) go into cache row r at positions[r] first, then q = qkv[:, 0] attends over rows 0..rows-1."""
 
+    indices: dict[tuple[int, torch.device], torch.Tensor] = {}  # 0..rows-1, made once, not 12 times a step
+
     def step(qkv: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor,
              hidden: torch.Tensor | None) -> torch.Tensor:
         rows = qkv.shape[0]
         q, k, v = qkv.unbind(1)
-        index = torch.arange(rows, device=qkv.device)
+        index = indices.get((rows, qkv.device))
+        if index is None:
+            index = indices[rows, qkv.device] = torch.arange(rows, device=qkv.device)
         keys[index, :, positions] = k
         values[index, :, :, positions] = v
         return attend(q, keys[:rows], values[:rows], hidden)

@@ -50,9 +50,10 @@ def fused(qkv: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions
     rows, _, heads, head_dim = qkv.shape
     length = keys.shape[2]
     if not (keys.is_contiguous() and values.is_contiguous() and keys.dtype == values.dtype == qkv.dtype
-            and positions.dtype == torch.int64 and length % CHUNK == 0 and keys.shape[0] >= rows):
-        raise ValueError("fused attention needs contiguous bf16 caches of at least `rows` rows, a length that "
-                         f"is a multiple of {CHUNK} and int64 positions")
+            == torch.bfloat16 and positions.dtype == torch.int64 and length % CHUNK == 0 and keys.shape[0] >= rows
+            and keys.shape[1:] == (heads, length, head_dim) and values.shape[1:] == (heads, head_dim, length)):
+        raise ValueError("fused attention needs contiguous bf16 caches of at least `rows` rows shaped like qkv's "
+                         f"heads, a length that is a multiple of {CHUNK} and int64 positions")
     out = torch.empty(rows, heads, head_dim, dtype=qkv.dtype)
     _kernel(qkv.contiguous(), keys, values, positions.contiguous(), out, rows, heads, length, head_dim,
             head_dim**-0.5)
