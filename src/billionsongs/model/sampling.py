@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import torch
 
+from billionsongs.model.topk import top_k
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -34,7 +36,7 @@ def sample(logits: torch.Tensor, u: torch.Tensor, settings: SamplingSettings) ->
     if settings.temperature == 0:
         return logits.argmax(dim=-1)
     k = settings.top_k if 0 < settings.top_k < logits.shape[-1] else logits.shape[-1]
-    values, indices = torch.topk(logits, k, dim=-1, sorted=True)
+    values, indices = top_k(logits, k)
     probs = torch.softmax(values.double() / settings.temperature, dim=-1)
     if settings.top_p < 1.0:
         before = torch.cumsum(probs, dim=-1) - probs
