@@ -269,13 +269,13 @@ def time_linears(gen: Generator, rows: int, repeats: int) -> float:
     sync = synchronizer(gpt.device.type)
     with torch.inference_mode():
         x = torch.randn(rows, gpt.config.n_embd, device=gpt.device).to(gpt.dtype)
-        wide = gpt.layers[0]["c_fc"].gelu(x)  # the MLP's input to its projection, as made
+        wide = gpt.layers[0]["c_fc"].gelu_to_next(x)  # the MLP's input to its projection, as made
 
         def step() -> None:
             for layer in gpt.layers:
                 layer["c_attn"](x)
                 layer["c_proj"](x)
-                layer["c_fc"].gelu(x)
+                layer["c_fc"].gelu_to_next(x)
                 layer["mlp_proj"](wide)
             gpt.lm_head(x)
 

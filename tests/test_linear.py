@@ -195,7 +195,8 @@ def test_compiled_int8_glue_gives_the_eager_ops_bits(monkeypatch, dtype):
             return compiled_kernel(*args)
         monkeypatch.setitem(quantized._glue, key, counted)
     compiled = _int8_outputs(kernel, dtype)
-    assert used == {("quantize", dtype), ("quantize", torch.float32), ("rescale", dtype, dtype),
+    # every kernel compiled for this dtype (others may be there, compiled for an fp32 model by an earlier test)
+    assert used >= {("quantize", dtype), ("quantize", torch.float32), ("rescale", dtype, dtype),
                     ("rescale", dtype, None), ("rescale", torch.float32, dtype)}
     monkeypatch.setattr(quantized, "_glue", {})
     eager = _int8_outputs(kernel, dtype)

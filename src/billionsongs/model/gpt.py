@@ -223,6 +223,6 @@ class GPT2:
             y = self.attend(qkv, keys, values, row_positions, hidden)
             x = x + layer["c_proj"](with_rows(y.reshape(rows, c.n_embd), height))
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
-            x = x + layer["mlp_proj"](layer["c_fc"].gelu(h))
+            x = x + layer["mlp_proj"](layer["c_fc"].gelu_to_next(h))
         x = F.layer_norm(x, (c.n_embd,), *self.ln_f, eps)
         return self.lm_head(x)[:rows]

@@ -64,6 +64,9 @@ class LinearKernel:
     fused_gelu: Apply | None = None
     # Fewer rows than this are padded by `apply` (a copy each call); `GPT2.step` pads its whole step once instead.
     min_rows: int = 1
+    # `apply_gelu` with its result in the form this kernel's `apply` reads next (int8: already quantized), where
+    # that saves passes over it; the MLP's two layers share a kernel. Same bits as `apply` of `apply_gelu`.
+    gelu_to_next: Callable[[torch.Tensor, Any, torch.Tensor | None], Any] | None = None
 
     def apply_gelu(self, x: torch.Tensor, weight: Any, bias: torch.Tensor | None) -> torch.Tensor:
         if self.fused_gelu is not None:
@@ -145,6 +148,10 @@ class PackedLinear:
 
     def gelu(self, x: torch.Tensor) -> torch.Tensor:
         return self.kernel.apply_gelu(x, self.weight, self.bias)
+
+    def gelu_to_next(self, x: torch.Tensor) -> Any:
+        """`gelu`, for the next layer (of the same kernel) to read: see `LinearKernel.gelu_to_next`."""
+        return (self.kernel.gelu_to_next or self.kernel.apply_gelu)(x, self.weight, self.bias)
 
 
 @functools.cache

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.export import Dim
 
+from billionsongs.model import gelu_quantize
 from billionsongs.model.inductor import compile_graph, why_not
 from billionsongs.model.linear import LinearKernel
 from billionsongs.model.precision import vnni
@@ -50,6 +51,16 @@ LEVELS = 127  # symmetric: -127..127, so negating a value never overflows
 @dataclass(frozen=True)
 class QuantizedWeight:
     """`values` (out, in) int8 and `scale` (out,) float32: weight ≈ values · scale[:, None]."""
+
+    values: torch.Tensor
+    scale: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ShiftedRows:
+    """Activations already quantized as oneDNN's int8 matmul takes them (`_shifted_rows`): `values` (rows, n)
+    uint8, each int8 value plus 128, and `scale` (rows, 1) float32. What the MLP's GELU hands its second layer
+    (`gelu_quantize.py`), so that layer does not quantize it again."""
 
     values: torch.Tensor
     scale: torch.Tensor
@@ -157,6 +168,8 @@ def prepare_glue(dtype: torch.dtype) -> bool:
                 _glue_failed.add(dtype)
                 return False
         _glue.update(compiled)
+    gelu_quantize.prepare(lambda sums, scale, weight_scale, bias: _finished(sums, scale, weight_scale, bias,
+                                                                            torch.float32), _quantized)
     return True
 
 
@@ -208,13 +221,28 @@ def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Te
     return int8_linear_packed_as(x, weight, bias, torch.float32)
 
 
-def int8_linear_packed_as(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Tensor | None,
+def int8_linear_packed_as(x: torch.Tensor | ShiftedRows, weight: PackedInt8Weight, bias: torch.Tensor | None,
                           dtype: torch.dtype) -> torch.Tensor:
-    """`int8_linear_packed` converted to `dtype`, with the compiled glue where `prepare_glue` made it."""
-    if x.shape[0] == 1:
+    """`int8_linear_packed` converted to `dtype`, with the compiled glue where `prepare_glue` made it. `x` may
+    come quantized already (`gelu_to_next`)."""
+    if isinstance(x, ShiftedRows):
+        shifted, scale = x.values, x.scale
+    elif x.shape[0] == 1:
         return int8_linear(x, weight.quantized, bias).to(dtype)
-    shifted, scale = _quantized(x)
+    else:
+        shifted, scale = _quantized(x)
     return _finished(packed_int8_sums(shifted, weight), scale, weight.quantized.scale, bias, dtype)
+
+
+def int8_gelu_to_next(x: torch.Tensor, weight: PackedInt8Weight,
+                      bias: torch.Tensor | None) -> torch.Tensor | ShiftedRows:
+    """GELU of the layer's output, quantized for the next int8 layer in the same kernel as the rescale
+    (`gelu_quantize.py`, same bits) where it is ready and there are 2 rows or more; else the float32 GELU."""
+    if x.shape[0] > 1 and gelu_quantize.fits(weight.quantized.values.shape[0], bias):
+        shifted, scale = _quantized(x)
+        return ShiftedRows(*gelu_quantize.gelu_quantized(packed_int8_sums(shifted, weight), scale,
+                                                         weight.quantized.scale, bias))
+    return F.gelu(int8_linear_packed_as(x, weight, bias, torch.float32), approximate="tanh")
 
 
 def packed_int8_sums(shifted: torch.Tensor, weight: PackedInt8Weight) -> torch.Tensor:
@@ -242,7 +270,7 @@ def packed_int8_available() -> bool:
         return False
 
 
-def _int8(name: str, pack, linear_as, dtype: torch.dtype) -> LinearKernel:
+def _int8(name: str, pack, linear_as, dtype: torch.dtype, gelu_to_next=None) -> LinearKernel:
     """An int8 kernel for a model computing in `dtype`: outputs in `dtype`, except the fused GELU's, which
     stays float32 because its only reader is the next int8 layer (it would convert it back: two passes over
     the MLP's widest activation saved, and GELU runs in fp32's faster kernel). `linear_as(x, weight, bias,
@@ -254,7 +282,7 @@ def _int8(name: str, pack, linear_as, dtype: torch.dtype) -> LinearKernel:
     def apply_gelu(x: torch.Tensor, weight, bias: torch.Tensor | None) -> torch.Tensor:
         return F.gelu(linear_as(x, weight, bias, torch.float32), approximate="tanh")
 
-    return LinearKernel(name, pack, apply, apply_gelu)
+    return LinearKernel(name, pack, apply, apply_gelu, gelu_to_next=gelu_to_next)
 
 
 def int8_kernel(dtype: torch.dtype) -> LinearKernel:
@@ -268,7 +296,7 @@ def int8_kernels(dtype: torch.dtype) -> list[LinearKernel]:
     plain = int8_kernel(dtype)
     if not packed_int8_available():
         return [plain]
-    return [_int8("int8-onednn-packed", pack_int8_weight, int8_linear_packed_as, dtype), plain]
+    return [_int8("int8-onednn-packed", pack_int8_weight, int8_linear_packed_as, dtype, int8_gelu_to_next), plain]
 
 
 def int8_available(device: torch.device | None = None) -> bool:

@@ -1,0 +1,110 @@
+"""The int8 MLP's middle as one kernel (`gelu_quantize.cpp`): rescale the first layer's integer sums, apply
+GPT-2's tanh GELU and quantize the rows for the second layer, bit for bit as the three ops it replaces.
+
+Why: between the MLP's two int8 matmuls the 3072-wide activations went through three passes and dispatches:
+the compiled rescale to float32, aten's GELU and the compiled quantize. At batch 32 on the Zen 4 they took
+44 + 116 + 50 µs a layer, 2.5 ms of a 47 ms step (torch.profiler, benchmarks/RESULTS.md 2026-12-02). Here
+each row is rescaled, GELU'd and quantized while it sits in L1.
+
+Why it changes no song: Inductor's own GELU differs from aten's in the last bit of ~0.6% of outputs, because
+aten is built with GCC's default -ffp-contract=fast, which fuses one multiply and add of the GELU into a
+multiply-add, and Inductor builds with fusing off. This kernel is built like Inductor's (so the rescale rounds
+after every op, as the eager ops do) and writes aten's one multiply-add out. (A function attribute asking GCC
+not to fuse the rescale alone was ignored after inlining: seen in the disassembly, and by the check.)
+`prepare` checks the result against the three ops on random rows and uses the kernel only where it matches
+exactly.
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from billionsongs.model.inductor import why_not
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("gelu_quantize.cpp")
+_ARGUMENTS = ["const float*", "const float*", "const float*", "const void*", "uint8_t*", "float*", "float*",
+              "int64_t", "int64_t", "int64_t", "int64_t"]
+WIDTH = 32  # rows must be a multiple of this wide: the kernel has no tail loop
+BIASES = (torch.bfloat16, torch.float32)
+
+_kernel: Callable | None = None
+_state = "unprepared"  # then "ready" or "failed"
+_lock = threading.Lock()
+
+# The three ops the kernel replaces, as `quantized` runs them: ((sums, scale, weight_scale, bias) ->
+# float32 rescaled rows, and float32 rows -> (uint8 shifted values, scales)).
+Rescale = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Quantize = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def fits(width: int, bias: torch.Tensor | None) -> bool:
+    """Is the kernel ready (`prepare`), and can it take rows this wide with this bias?"""
+    return _state == "ready" and bias is not None and bias.dtype in BIASES and width % WIDTH == 0
+
+
+def gelu_quantized(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor,
+                   bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 values shifted by 128, scales (rows, 1)) of quantize(gelu(sums * scale * weight_scale + bias))."""
+    return _run(sums, scale, weight_scale, bias, None)
+
+
+def _run(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor,
+         activations: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`gelu_quantized`, also writing the GELU's float32 output into `activations` where given."""
+    rows, n = sums.shape
+    shifted = torch.empty(rows, n, dtype=torch.uint8)
+    out_scale = torch.empty(rows, 1)
+    kept = activations if activations is not None else out_scale  # not written
+    _kernel(sums.contiguous(), scale.contiguous(), weight_scale.contiguous(), bias.contiguous(), shifted, out_scale,
+            kept, rows, n, int(bias.dtype == torch.bfloat16), int(activations is not None))
+    return shifted, out_scale
+
+
+def prepare(rescale: Rescale, quantize: Quantize) -> bool:
+    """Build the kernel and check it against `rescale`, GELU and `quantize`, once per process (~5 s cold,
+    Inductor caches the library on disk). Where either fails, a warning says why, once, and the three ops
+    stay in use. Returns whether the kernel is used."""
+    global _kernel, _state
+    with _lock:
+        if _state == "unprepared":
+            try:
+                from torch._inductor.codecache import CppPythonBindingsCodeCache
+
+                _kernel = CppPythonBindingsCodeCache.load_pybinding(_ARGUMENTS, SOURCE.read_text())
+                _state = "ready" if _matches(rescale, quantize) else "failed"
+                if _state == "failed":
+                    log.warning("int8: the fused GELU's bits differ from aten's here; the separate ops are used")
+            except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
+                log.warning("int8: the fused GELU could not be built (%s); the separate ops are used", why_not(exc))
+                _state = "failed"
+    return _state == "ready"
+
+
+@torch.inference_mode()
+def _matches(rescale: Rescale, quantize: Quantize) -> bool:
+    """The GELU's float32 output and the quantized rows the same as the separate ops', for 2 to 64 rows of
+    GPT-2's MLP width and both bias dtypes, with sums and scales of a real layer's sizes. The float32 output
+    is compared too because quantizing hides most one-ulp differences: Inductor's GELU differs from aten's in
+    ~0.6% of outputs but changed the quantized rows of only about one row in a hundred."""
+    gen = torch.Generator().manual_seed(5)
+    for rows, n, bias_dtype in ((2, 3072, torch.bfloat16), (64, 3072, torch.bfloat16), (33, 3072, torch.float32),
+                                (5, 1024, torch.bfloat16)):
+        sums = torch.randint(-40000, 40000, (rows, n), generator=gen).float()
+        scale = torch.rand(rows, 1, generator=gen) * 1e-2 + 1e-4
+        weight_scale = torch.rand(n, generator=gen) * 1e-3 + 1e-5
+        bias = torch.randn(n, generator=gen).to(bias_dtype)
+        rescaled = rescale(sums.clone(), scale, weight_scale, bias)  # a clone: the eager rescale works in place
+        expected_activations = F.gelu(rescaled, approximate="tanh")
+        expected = quantize(expected_activations)
+        activations = torch.empty(rows, n)
+        got = _run(sums, scale, weight_scale, bias, activations)
+        if not (torch.equal(activations, expected_activations) and torch.equal(got[0], expected[0])
+                and torch.equal(got[1], expected[1])):
+            return False
+    return True
