@@ -3,8 +3,9 @@
 Why: a change worth a few percent is invisible across two benchmark runs on these noisy 2-vCPU machines
 (the memory bandwidth alone drifts by a third within minutes). Timing an old and a new engine in turns, each
 in a fresh process, and reading the ratio within each pair is what shows it. Each process writes fixed-length
-songs with `generation.py`'s `time_ours` (best of `--repeats` after a warm-up) and reports song 0's tokens,
-so the report also says whether the change kept every song the same.
+songs with `generation.py`'s `time_ours` (best of `--repeats` after a warm-up) and reports a hash of song 0's
+tokens, so the report also says whether the change kept that song the same (a quick check, not a proof: the
+batch-invariance tests and a full comparison of songs are).
 
     .venv/bin/python benchmarks/ab.py --old HEAD --note 'what changed'   # working tree against HEAD
     .venv/bin/python benchmarks/ab.py --quick --no-append                # smoke run, about a minute
@@ -61,6 +62,7 @@ def child(model: str, dtype: str, batch: int, tokens: int, repeats: int) -> None
     """In a fresh process whose `billionsongs` is the engine under test: time it, print one JSON line."""
     import generation
 
+    import billionsongs
     from billionsongs.model.generate import Generator
 
     gen = Generator(model, dtype=dtype, max_tokens=tokens)
@@ -70,8 +72,8 @@ def child(model: str, dtype: str, batch: int, tokens: int, repeats: int) -> None
         seconds, song0 = generation.time_ours(gen, batch, tokens)
         best = min(best, seconds)
     digest = hashlib.sha256(json.dumps(list(song0)).encode()).hexdigest()[:12]
-    print(json.dumps({"ms_per_step": 1000 * best / tokens, "song0": digest, "kernels":
-                      f"linear {gen.gpt.kernel_name}, attention {gen.gpt.attention_name}"}))
+    print(json.dumps({"ms_per_step": 1000 * best / tokens, "song0": digest, "engine": billionsongs.__file__,
+                      "kernels": f"linear {gen.gpt.kernel_name}, attention {gen.gpt.attention_name}"}))
 
 
 def extract(revision: str, into: Path) -> Path:
@@ -104,7 +106,10 @@ def run_one(src: Path, bench: Path, model: str, dtype: str, batch: int, args: ar
                           capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"the engine in {src} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(result["engine"]).is_relative_to(src):  # e.g. the installed tree, found first
+        raise SystemExit(f"the process meant to run {src} imported {result['engine']}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

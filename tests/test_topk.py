@@ -1,6 +1,8 @@
 """The top-k kernel returns torch.topk's values and indices bit for bit, ties in torch's order, so sampling
 with it writes the same songs."""
 
+import logging
+
 import pytest
 import torch
 
@@ -49,17 +51,47 @@ def test_nan_comes_first_as_in_torch_topk(dtype):
     x[0, 100::500] = torch.nan  # fewer NaNs than k: they lead, then the largest numbers
     x[1, :] = torch.nan  # all NaN
     x[2, ::2] = torch.nan  # more NaNs than k
-    got, expected = topk.top_k(x, 40), torch.topk(x, 40, dim=-1, sorted=True)
-    assert torch.equal(got[1], expected[1])
-    assert torch.equal(got[0].isnan(), expected[0].isnan())
+    got = topk.top_k(x, 40)
+    assert _same(got, torch.topk(x, 40, dim=-1, sorted=True))
     assert got[0].isnan().any(dim=1).tolist() == [True, True, True, False]
 
 
-def test_rows_too_short_for_partial_sort_and_whole_rows_go_to_torch():
-    """Where torch.topk takes another algorithm (k * 64 > n) or k is the whole row, its result is returned."""
+@DTYPES
+def test_a_strided_view_gives_torch_topk_result(dtype):
+    x = _logits(6, 8192, dtype, 30, seed=6)[::2, ::2]
+    assert _same(topk.top_k(x, 40), torch.topk(x, 40, dim=-1, sorted=True))
+
+
+def test_what_torch_sorts_another_way_goes_to_torch(monkeypatch):
+    """Where torch.topk takes another algorithm (k * 64 > n), k is the whole row, or the logits are not a
+    batch of rows, torch.topk itself answers."""
+    def kernel_called(*args):
+        raise AssertionError("the kernel must not run here")
+
+    monkeypatch.setattr(topk, "_run", kernel_called)
     x = _logits(3, 500, torch.bfloat16, 6, seed=2)
     for k in (40, 500):
         assert _same(topk.top_k(x, k), torch.topk(x, k, dim=-1, sorted=True))
+    row = _logits(1, 4096, torch.bfloat16, 6, seed=2)[0]
+    assert _same(topk.top_k(row, 40), torch.topk(row, 40, dim=-1, sorted=True))
+
+
+def test_a_heap_that_breaks_ties_the_other_way_is_refused(monkeypatch, tmp_path, caplog):
+    """The start-up check is what keeps songs: a kernel differing only in which of two equal children moves
+    up (the same top k values, tied indices in another order) must be caught and torch.topk kept."""
+    source = topk.SOURCE.read_text()
+    step = "if (before(first[child], first[child - 1])) child--;"
+    assert step in source
+    mutated = tmp_path / "topk.cpp"
+    mutated.write_text(source.replace(step, "if (!before(first[child - 1], first[child])) child--;"))
+    monkeypatch.setattr(topk, "SOURCE", mutated)
+    monkeypatch.setattr(topk, "_state", "unprepared")
+    monkeypatch.setattr(topk, "_kernel", topk._kernel)  # restored after the test
+    with caplog.at_level(logging.WARNING, logger="billionsongs.model.topk"):
+        assert not topk.available()
+    assert "differs from torch.topk" in caplog.text
+    x = _logits(8, 4096, torch.bfloat16, 5, seed=7)
+    assert _same(topk.top_k(x, 40), torch.topk(x, 40, dim=-1, sorted=True))
 
 
 @DTYPES

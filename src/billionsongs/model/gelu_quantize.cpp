@@ -6,7 +6,9 @@
 // fuses `x + kappa * x^3` into one multiply-add, so the GELU here writes that one out (at::vec::fmadd).
 #include <torch/csrc/inductor/cpp_prefix.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace {
@@ -43,7 +45,7 @@ float gelu(float* x, int64_t n) {
 template <typename B>
 void run(const float* sums, const float* scale, const float* weight_scale, const B* bias, uint8_t* shifted,
          float* out_scale, float* activations, int64_t rows, int64_t n) {
-#pragma omp parallel
+#pragma omp parallel if (rows > 1)
     {
         std::vector<float> row(n);
 #pragma omp for

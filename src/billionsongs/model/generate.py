@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from billionsongs.lyrics.document import derive_title, split_document
+from billionsongs.model import topk
 from billionsongs.model.chant import ChantGuard
 from billionsongs.model.device import resolve_device
 from billionsongs.model.gpt import GPT2
@@ -84,6 +85,8 @@ class Generator:
         self.gpt = GPT2(self.loaded.config, self.loaded.state_dict, dtype=self.precision.dtype,
                         int8=self.precision.int8, device=self.device)
         self.settings = settings or SamplingSettings()
+        if self.device.type == "cpu":
+            topk.available()  # built and checked now (seconds, once per process), not in the first song's step
         self.chant_guard = ChantGuard(self.loaded.tokenizer, self.settings.max_chant_words)
         limit = self.loaded.config.n_positions
         self.max_length = min(limit, max_tokens + 1) if max_tokens else limit

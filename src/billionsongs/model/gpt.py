@@ -162,6 +162,9 @@ class GPT2:
             for name in LINEARS:
                 layer[name] = PackedLinear.pack(kernels[name], *layer[name])
         self.lm_head = PackedLinear.pack(kernels["c_fc"], self.wte, None)
+        # The MLP's GELU goes to its second layer in the form that layer's kernel reads (int8: quantized) only
+        # when both layers took the same kernel; each layer shape is probed on its own.
+        self.mlp_handoff = kernels["c_fc"] is kernels["mlp_proj"]
         self.attention_name, self.attend = choose_attention(dtype, config.n_head, config.n_embd // config.n_head,
                                                             device=self.device)
         # Steps of fewer rows than the linear kernels take are padded once, up front, with copies of row 0,
@@ -223,6 +226,7 @@ class GPT2:
             y = self.attend(qkv, keys, values, row_positions, hidden)
             x = x + layer["c_proj"](with_rows(y.reshape(rows, c.n_embd), height))
             h = F.layer_norm(x, (c.n_embd,), *layer["ln_2"], eps)
-            x = x + layer["mlp_proj"](layer["c_fc"].gelu_to_next(h))
+            wide = layer["c_fc"].gelu_to_next(h) if self.mlp_handoff else layer["c_fc"].gelu(h)
+            x = x + layer["mlp_proj"](wide)
         x = F.layer_norm(x, (c.n_embd,), *self.ln_f, eps)
         return self.lm_head(x)[:rows]

@@ -65,7 +65,8 @@ class LinearKernel:
     # Fewer rows than this are padded by `apply` (a copy each call); `GPT2.step` pads its whole step once instead.
     min_rows: int = 1
     # `apply_gelu` with its result in the form this kernel's `apply` reads next (int8: already quantized), where
-    # that saves passes over it; the MLP's two layers share a kernel. Same bits as `apply` of `apply_gelu`.
+    # that saves passes over it: apply(gelu_to_next(x)) equals apply(apply_gelu(x)) bit for bit. Only for a
+    # next layer of the same kernel (`GPT2` checks).
     gelu_to_next: Callable[[torch.Tensor, Any, torch.Tensor | None], Any] | None = None
 
     def apply_gelu(self, x: torch.Tensor, weight: Any, bias: torch.Tensor | None) -> torch.Tensor:

@@ -97,7 +97,7 @@ inline uint64_t taken(const F& v, float top) {
 
 template <typename T>
 void top_k(const T* logits, T* values, int64_t* indices, int64_t rows, int64_t n, int64_t k) {
-#pragma omp parallel
+#pragma omp parallel if (rows > 1)
     {
         std::vector<Pair> heap(k);
 #pragma omp for

@@ -33,9 +33,10 @@ _lock = threading.Lock()
 
 
 def top_k(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`torch.topk(logits, k, dim=-1, sorted=True)` for 2-D logits: (values, indices), bit for bit."""
-    rows, n = logits.shape
-    if not (k > 0 and k * 64 <= n and logits.dtype in DTYPES and logits.device.type == "cpu" and available()):
+    """`torch.topk(logits, k, dim=-1, sorted=True)`: (values, indices), bit for bit. The kernel takes 2-D CPU
+    logits in bf16 or fp32 where torch.topk would take its partial sort (k * 64 <= the row's length)."""
+    if not (logits.dim() == 2 and k > 0 and k * 64 <= logits.shape[1] and logits.dtype in DTYPES
+            and logits.device.type == "cpu" and available()):
         return torch.topk(logits, k, dim=-1, sorted=True)
     return _run(logits, k)
 
@@ -73,10 +74,10 @@ def available() -> bool:
 def _matches() -> bool:
     """Same values and indices as torch.topk for both dtypes, on rows built to tie: values drawn from a few
     dozen levels (so the top k holds many equal values), some -inf (masked tokens), a NaN row, at k = 1, 2
-    and 40 and at lengths around the vector width."""
+    and 40, and at lengths that leave a tail past the last full vector."""
     gen = torch.Generator().manual_seed(11)
     for dtype in DTYPES:
-        for rows, n, k, levels in ((64, 50257, 40, 64), (3, 2560, 40, 8), (5, 1000, 2, 3), (2, 97, 1, 4),
+        for rows, n, k, levels in ((64, 50257, 40, 64), (3, 2560, 40, 8), (5, 1000, 2, 3), (2, 100, 1, 4),
                                    (8, 50257, 40, 100000)):
             x = torch.randint(0, levels, (rows, n), generator=gen).to(dtype) / 4
             x[0, ::7] = -torch.inf
