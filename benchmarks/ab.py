@@ -118,12 +118,12 @@ def main(argv: list[str] | None = None) -> None:
         model, dtype, batch, tokens = args.child
         child(model, dtype, int(batch), int(tokens), args.repeats)
         return
-    from generation import machine
+    from generation import engine_version, machine
 
     when = dt.datetime.now(dt.UTC)
     batches = [int(b) for b in args.batches.split(",")]
     dtypes = args.dtypes.split(",")
-    new_label = short(args.new) if args.new else "working tree"
+    new_label = short(args.new) if args.new else engine_version().removeprefix("git ")
     lines, ratios, same = [], {}, True
     with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
         workdir = Path(tmp)
