@@ -15,7 +15,6 @@ not to fuse the rescale alone was ignored after inlining: seen in the disassembl
 exactly.
 """
 
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from billionsongs.model.inductor import why_not
-
-log = logging.getLogger(__name__)
+from billionsongs.model.inductor import checked_kernel
 
 SOURCE = Path(__file__).with_name("gelu_quantize.cpp")
 _ARGUMENTS = ["const float*", "const float*", "const float*", "const void*", "uint8_t*", "float*", "float*",
@@ -33,8 +30,8 @@ _ARGUMENTS = ["const float*", "const float*", "const float*", "const void*", "ui
 WIDTH = 32  # rows must be a multiple of this wide: the kernel has no tail loop
 BIASES = (torch.bfloat16, torch.float32)
 
-_kernel: Callable | None = None
-_state = "unprepared"  # then "ready" or "failed"
+_kernel: Callable | None = None  # built and checked (`prepare`), or None
+_tried = False
 _lock = threading.Lock()
 
 # The three ops the kernel replaces, as `quantized` runs them: ((sums, scale, weight_scale, bias) ->
@@ -45,24 +42,24 @@ Quantize = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 def fits(width: int, bias: torch.Tensor | None) -> bool:
     """Is the kernel ready (`prepare`), and can it take rows this wide with this bias?"""
-    return _state == "ready" and bias is not None and bias.dtype in BIASES and width % WIDTH == 0
+    return _kernel is not None and bias is not None and bias.dtype in BIASES and width % WIDTH == 0
 
 
 def gelu_quantized(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor,
                    bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(uint8 values shifted by 128, scales (rows, 1)) of quantize(gelu(sums * scale * weight_scale + bias))."""
-    return _run(sums, scale, weight_scale, bias, None)
+    return _run(_kernel, sums, scale, weight_scale, bias, None)
 
 
-def _run(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor,
+def _run(kernel: Callable, sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor,
          activations: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """`gelu_quantized`, also writing the GELU's float32 output into `activations` where given."""
     rows, n = sums.shape
     shifted = torch.empty(rows, n, dtype=torch.uint8)
     out_scale = torch.empty(rows, 1)
     kept = activations if activations is not None else torch.empty(0)  # not written
-    _kernel(sums.contiguous(), scale.contiguous(), weight_scale.contiguous(), bias.contiguous(), shifted, out_scale,
-            kept, rows, n, int(bias.dtype == torch.bfloat16), int(activations is not None))
+    kernel(sums.contiguous(), scale.contiguous(), weight_scale.contiguous(), bias.contiguous(), shifted, out_scale,
+           kept, rows, n, int(bias.dtype == torch.bfloat16), int(activations is not None))
     return shifted, out_scale
 
 
@@ -70,24 +67,17 @@ def prepare(rescale: Rescale, quantize: Quantize) -> bool:
     """Build the kernel and check it against `rescale`, GELU and `quantize`, once per process (~5 s cold,
     Inductor caches the library on disk). Where either fails, a warning says why, once, and the three ops
     stay in use. Returns whether the kernel is used."""
-    global _kernel, _state
+    global _kernel, _tried
     with _lock:
-        if _state == "unprepared":
-            try:
-                from torch._inductor.codecache import CppPythonBindingsCodeCache
-
-                _kernel = CppPythonBindingsCodeCache.load_pybinding(_ARGUMENTS, SOURCE.read_text())
-                _state = "ready" if _matches(rescale, quantize) else "failed"
-                if _state == "failed":
-                    log.warning("int8: the fused GELU's bits differ from aten's here; the separate ops are used")
-            except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
-                log.warning("int8: the fused GELU could not be built (%s); the separate ops are used", why_not(exc))
-                _state = "failed"
-    return _state == "ready"
+        if not _tried:
+            _kernel = checked_kernel(SOURCE, _ARGUMENTS, lambda kernel: _matches(kernel, rescale, quantize),
+                                     "int8's fused GELU", "the separate ops")
+            _tried = True
+    return _kernel is not None
 
 
 @torch.inference_mode()
-def _matches(rescale: Rescale, quantize: Quantize) -> bool:
+def _matches(kernel: Callable, rescale: Rescale, quantize: Quantize) -> bool:
     """The GELU's float32 output and the quantized rows the same as the separate ops' on each row, for 2 to 64 rows of
     GPT-2's MLP width and both bias dtypes, with sums and scales of a real layer's sizes. The float32 output
     is compared too because quantizing hides most one-ulp differences: Inductor's GELU differs from aten's in
@@ -106,7 +96,7 @@ def _matches(rescale: Rescale, quantize: Quantize) -> bool:
         expected_activations = torch.cat([F.gelu(row, approximate="tanh") for row in rescaled.split(1)])
         expected = quantize(expected_activations)
         activations = torch.empty(rows, n)
-        got = _run(sums, scale, weight_scale, bias, activations)
+        got = _run(kernel, sums, scale, weight_scale, bias, activations)
         if not (torch.equal(activations, expected_activations) and torch.equal(got[0], expected[0])
                 and torch.equal(got[1], expected[1])):
             return False

@@ -8,9 +8,13 @@ API for compiling ahead and calling without Dynamo, the one vLLM uses) gives the
 nothing between a call and it. Used by `attention.py` and by int8's quantize/rescale glue (`quantized.py`).
 """
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def compile_graph(module: torch.nn.Module, example: tuple[torch.Tensor, ...], dynamic_shapes: tuple) -> Callable:
@@ -26,3 +30,21 @@ def compile_graph(module: torch.nn.Module, example: tuple[torch.Tensor, ...], dy
 def why_not(exc: Exception) -> str:
     """One line for a log saying why `compile_graph` failed: Inductor's messages run to pages."""
     return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+
+
+def checked_kernel(source: Path, arguments: list[str], matches: Callable[[Callable], bool], name: str,
+                   instead: str) -> Callable | None:
+    """A hand-written C++ kernel (`extern "C" void kernel(...)` in `source`, taking `arguments`) built by
+    Inductor's own toolchain (its compiler, flags and at::vec headers; the library cached on disk), returned
+    only if `matches(kernel)`: such kernels must reproduce other code's bits exactly, and the check on this
+    machine is what says they do. Else None, with a warning naming `name` and what is used `instead`."""
+    try:
+        from torch._inductor.codecache import CppPythonBindingsCodeCache
+
+        kernel = CppPythonBindingsCodeCache.load_pybinding(arguments, source.read_text())
+        if matches(kernel):
+            return kernel
+        log.warning("%s: the kernel's bits differ from the code it replaces here; %s used", name, instead)
+    except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
+        log.warning("%s: the kernel could not be built (%s); %s used", name, why_not(exc), instead)
+    return None

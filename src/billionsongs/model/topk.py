@@ -12,23 +12,20 @@ returns the same values and indices in the same order. `top_k` uses it only afte
 machine, against torch.topk, on rows full of ties; anything it does not cover goes to torch.topk.
 """
 
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from billionsongs.model.inductor import why_not
-
-log = logging.getLogger(__name__)
+from billionsongs.model.inductor import checked_kernel
 
 SOURCE = Path(__file__).with_name("topk.cpp")
 _ARGUMENTS = ["const void*", "void*", "int64_t*", "int64_t", "int64_t", "int64_t", "int64_t"]
 DTYPES = (torch.bfloat16, torch.float32)
 
-_kernel: Callable | None = None
-_state = "unprepared"  # then "ready" or "failed"
+_kernel: Callable | None = None  # built and checked (`available`), or None
+_tried = False
 _lock = threading.Lock()
 
 
@@ -38,40 +35,32 @@ def top_k(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     if not (logits.dim() == 2 and k > 0 and k * 64 <= logits.shape[1] and logits.dtype in DTYPES
             and logits.device.type == "cpu" and available()):
         return torch.topk(logits, k, dim=-1, sorted=True)
-    return _run(logits, k)
+    return _run(_kernel, logits, k)
 
 
-def _run(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _run(kernel: Callable, logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     logits = logits.contiguous()
     rows, n = logits.shape
     values = torch.empty(rows, k, dtype=logits.dtype)
     indices = torch.empty(rows, k, dtype=torch.long)
-    _kernel(logits, values, indices, rows, n, k, int(logits.dtype == torch.bfloat16))
+    kernel(logits, values, indices, rows, n, k, int(logits.dtype == torch.bfloat16))
     return values, indices
 
 
 def available() -> bool:
     """Is the kernel in use here? It is built and checked once per process (~7 s cold, Inductor caches the
     library on disk; the check ~0.1 s); where either fails, a warning says why, once, and torch.topk stays."""
-    global _kernel, _state
-    if _state == "unprepared":
+    global _kernel, _tried
+    if not _tried:
         with _lock:
-            if _state == "unprepared":
-                try:
-                    from torch._inductor.codecache import CppPythonBindingsCodeCache
-
-                    _kernel = CppPythonBindingsCodeCache.load_pybinding(_ARGUMENTS, SOURCE.read_text())
-                    _state = "ready" if _matches() else "failed"
-                    if _state == "failed":
-                        log.warning("top-k: the kernel's result differs from torch.topk's here; torch.topk used")
-                except Exception as exc:  # noqa: BLE001 - inductor raises many kinds (no compiler, no write access, ...)
-                    log.warning("top-k: the kernel could not be built (%s); torch.topk used", why_not(exc))
-                    _state = "failed"
-    return _state == "ready"
+            if not _tried:
+                _kernel = checked_kernel(SOURCE, _ARGUMENTS, _matches, "top-k", "torch.topk")
+                _tried = True
+    return _kernel is not None
 
 
 @torch.inference_mode()
-def _matches() -> bool:
+def _matches(kernel: Callable) -> bool:
     """Same values and indices as torch.topk for both dtypes, on rows built to tie: values drawn from a few
     dozen levels (so the top k holds many equal values), some -inf (masked tokens), a NaN row, at k = 1, 2
     and 40, and at lengths that leave a tail past the last full vector."""
@@ -84,7 +73,7 @@ def _matches() -> bool:
             if rows > 2:
                 x[1, 5::300] = torch.nan
             expected = torch.topk(x, k, dim=-1, sorted=True)
-            got = _run(x, k)
+            got = _run(kernel, x, k)
             if not (torch.equal(got[0].view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
                                 expected[0].view(torch.int16 if dtype == torch.bfloat16 else torch.int32))
                     and torch.equal(got[1], expected[1])):
