@@ -74,3 +74,12 @@ def test_ab_benchmark_times_both_engines_and_compares_their_songs():
     assert len(rows) == 2  # printed as measured, then in the report
     assert float(rows[0][3]) > 0 and float(rows[0][4]) > 0
     assert "song 0 the same in both engines on every run: yes" in done.stdout
+
+
+def test_step_parts_times_each_part_inside_real_steps():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "step_parts.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    parts = {line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert {"whole forward pass", "linear layers", "attention (cache writes included)", "layer norms",
+            "sampling (top-k included)", "chant guard"} <= parts
