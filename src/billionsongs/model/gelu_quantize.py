@@ -33,6 +33,7 @@ BIASES = (torch.bfloat16, torch.float32)
 _kernel: Callable | None = None  # built and checked (`prepare`), or None
 _tried = False
 _lock = threading.Lock()
+_NOWHERE = torch.empty(0)  # `_run`'s activations argument when they are not kept: never written
 
 # The three ops the kernel replaces, as `quantized` runs them: ((sums, scale, weight_scale, bias) ->
 # float32 rescaled rows, and float32 rows -> (uint8 shifted values, scales)).
@@ -57,7 +58,7 @@ def _run(kernel: Callable, sums: torch.Tensor, scale: torch.Tensor, weight_scale
     rows, n = sums.shape
     shifted = torch.empty(rows, n, dtype=torch.uint8)
     out_scale = torch.empty(rows, 1)
-    kept = activations if activations is not None else torch.empty(0)  # not written
+    kept = activations if activations is not None else _NOWHERE
     kernel(sums.contiguous(), scale.contiguous(), weight_scale.contiguous(), bias.contiguous(), shifted, out_scale,
            kept, rows, n, int(bias.dtype == torch.bfloat16), int(activations is not None))
     return shifted, out_scale
