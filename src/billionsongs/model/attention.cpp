@@ -80,10 +80,14 @@ void attend(const at::BFloat16* qkv, at::BFloat16* keys, at::BFloat16* values, c
                 k[position * head_dim + d] = q[width + d];
                 v[d * length + position] = q[2 * width + d];
             }
+            // Positions past the row's own chunk get weight exactly 0 and add exactly nothing to any sum (the
+            // sums start at +0, so adding 0 times a finite value leaves each one as it is): they are skipped,
+            // and a row pays for its own length, not the batch's longest.
+            const int64_t end = (position / CHUNK + 1) * CHUNK;
             float* w = weight.data();
             for (int64_t c = 0; c < chunks; c++) split(q + c * CHUNK, q_even[c], q_odd[c]);
             // scores: q . k for each position
-            for (int64_t l = 0; l < length; l += BLOCK) {
+            for (int64_t l = 0; l < end; l += BLOCK) {
                 for (int u = 0; u < BLOCK * 2; u++)
                     _mm_prefetch(reinterpret_cast<const char*>(k + l * head_dim) + AHEAD + 64 * u, _MM_HINT_T0);
                 __m512 acc[16];
@@ -107,11 +111,11 @@ void attend(const at::BFloat16* qkv, at::BFloat16* keys, at::BFloat16* values, c
                 return F(_mm512_mask_mov_ps((F::loadu(w + l) * F(scale)), hidden, _mm512_set1_ps(-inf)));
             };
             F top(-inf);
-            for (int64_t l = 0; l < length; l += F::size()) top = at::vec::maximum(top, scaled(l));
+            for (int64_t l = 0; l < end; l += F::size()) top = at::vec::maximum(top, scaled(l));
             const float most = max_propagate_nan(
                 -inf, at::vec::vec_reduce_all<float, 1>([](F& x, F& y) { return at::vec::maximum(x, y); }, top));
             F sum(0);
-            for (int64_t l = 0; l < length; l += F::size()) {
+            for (int64_t l = 0; l < end; l += F::size()) {
                 F e = (scaled(l) - F(most)).exp();
                 e.store(w + l);
                 sum = sum + e;
@@ -121,7 +125,7 @@ void attend(const at::BFloat16* qkv, at::BFloat16* keys, at::BFloat16* values, c
             // weights, divided once, split into each chunk's even and odd positions
             const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
             const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-            for (int64_t l = 0; l < length; l += CHUNK) {
+            for (int64_t l = 0; l < end; l += CHUNK) {
                 const __m512 lo = _mm512_div_ps(_mm512_loadu_ps(w + l), total_sum);
                 const __m512 hi = _mm512_div_ps(_mm512_loadu_ps(w + l + 16), total_sum);
                 _mm512_storeu_ps(even_weight.data() + l / 2, _mm512_permutex2var_ps(lo, evens, hi));
@@ -131,7 +135,7 @@ void attend(const at::BFloat16* qkv, at::BFloat16* keys, at::BFloat16* values, c
             for (int64_t d = 0; d < head_dim; d += BLOCK) {
                 __m512 acc[16];
                 for (int u = 0; u < 16; u++) acc[u] = _mm512_setzero_ps();
-                for (int64_t l = 0; l < length; l += CHUNK) {
+                for (int64_t l = 0; l < end; l += CHUNK) {
                     const __m512 we = _mm512_loadu_ps(even_weight.data() + l / 2);
                     const __m512 wo = _mm512_loadu_ps(odd_weight.data() + l / 2);
                     for (int u = 0; u < BLOCK; u++) {

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.export import Dim
 
-from billionsongs.model import gelu_quantize
+from billionsongs.model import gelu_quantize, int8_rows
 from billionsongs.model.inductor import compile_graph, why_not
 from billionsongs.model.linear import LinearKernel
 from billionsongs.model.precision import vnni
@@ -190,28 +190,33 @@ def _finished(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tenso
 class PackedInt8Weight:
     """`quantized`'s values reordered once into oneDNN's blocked int8 layout (`packed`), for
     `int8_linear_packed`; `ones` and `zeros` are the unit scales and zero points oneDNN is handed so that
-    it returns the integer sums themselves."""
+    it returns the integer sums themselves. `few_rows`: the values and their sums as `int8_rows` reads them,
+    where its kernel runs here (for up to `int8_rows.MAX_ROWS` rows), else None."""
 
     quantized: QuantizedWeight
     packed: torch.Tensor
     ones: torch.Tensor
     zeros: torch.Tensor
+    few_rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def pack_int8_weight(weight: torch.Tensor) -> PackedInt8Weight:
-    """`quantize_weight`, kept as it is (for one-row calls) and reordered for oneDNN."""
+    """`quantize_weight`, kept as it is (for one-row calls where `int8_rows` cannot run), reordered for
+    oneDNN and, where it runs, laid out for `int8_rows`."""
     quantized = quantize_weight(weight)
-    out = weight.shape[0]
+    out, width = weight.shape
+    few_rows = int8_rows.blocked(quantized.values) if int8_rows.prepare() and int8_rows.fits(width) else None
     return PackedInt8Weight(quantized, torch.ops.onednn.qlinear_prepack(quantized.values, None),
-                            torch.ones(out), torch.zeros(out, dtype=torch.int32))
+                            torch.ones(out), torch.zeros(out, dtype=torch.int32), few_rows)
 
 
 def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Tensor | None) -> torch.Tensor:
     """`int8_linear` with the weight prepacked, bit-identical to it. Faster from 2 rows up, because
     `torch._int_mm` re-blocks the weight on every call: GPT-2 124M's linears on the 2-vCPU Zen 5, weights
     streamed from memory, quantizing included, took 4.8 against 7.4 ms at 2 rows, 9.0 against 12.4 at 32
-    and 14.2 against 21.2 at 64. One row still goes to `int8_linear`, whose one-row kernel is faster
-    (3.7 against 4.3 ms), so the int8 values are kept in both layouts (the weights' memory twice).
+    and 14.2 against 21.2 at 64. One row goes to `int8_linear`, whose one-row kernel is faster (3.7 against
+    4.3 ms), where `int8_rows` cannot run; where it can, 1 to 4 rows go to it (`packed_int8_sums`). So the
+    int8 values are kept in two or three layouts (the weights' memory two or three times).
 
     oneDNN's int8 matmul takes unsigned activations (VNNI multiplies u8 by s8; signed ones fall back to a
     reference kernel: 1.2 s for one 64-row call of the MLP's first layer), so each row's int8 values are
@@ -227,7 +232,7 @@ def int8_linear_packed_as(x: torch.Tensor | ShiftedRows, weight: PackedInt8Weigh
     come quantized already (`gelu_to_next`)."""
     if isinstance(x, ShiftedRows):
         shifted, scale = x.values, x.scale
-    elif x.shape[0] == 1:
+    elif x.shape[0] == 1 and weight.few_rows is None:
         return int8_linear(x, weight.quantized, bias).to(dtype)
     else:
         shifted, scale = _quantized(x)
@@ -237,8 +242,9 @@ def int8_linear_packed_as(x: torch.Tensor | ShiftedRows, weight: PackedInt8Weigh
 def int8_gelu_to_next(x: torch.Tensor, weight: PackedInt8Weight,
                       bias: torch.Tensor | None) -> torch.Tensor | ShiftedRows:
     """GELU of the layer's output, quantized for the next int8 layer in the same kernel as the rescale
-    (`gelu_quantize.py`, same bits) where it is ready and there are 2 rows or more; else the float32 GELU."""
-    if x.shape[0] > 1 and gelu_quantize.fits(weight.quantized.values.shape[0], bias):
+    (`gelu_quantize.py`, same bits) where it is ready and the rows are not `int8_linear`'s (one row without
+    `int8_rows`); else the float32 GELU."""
+    if (x.shape[0] > 1 or weight.few_rows is not None) and gelu_quantize.fits(weight.quantized.values.shape[0], bias):
         shifted, scale = _quantized(x)
         return ShiftedRows(*gelu_quantize.gelu_quantized(packed_int8_sums(shifted, weight), scale,
                                                          weight.quantized.scale, bias))
@@ -246,28 +252,61 @@ def int8_gelu_to_next(x: torch.Tensor, weight: PackedInt8Weight,
 
 
 def packed_int8_sums(shifted: torch.Tensor, weight: PackedInt8Weight) -> torch.Tensor:
-    """Each row's integer sums with the weight, as float32, from its int8 values shifted by 128 (uint8)."""
-    return torch.ops.onednn.qlinear_pointwise(shifted, 1.0, 128, weight.packed, weight.ones, weight.zeros, None,
+    """Each row's integer sums with the weight, as float32, from its int8 values shifted by 128 (uint8): by
+    `int8_rows` for a few rows where it runs (the same sums, read at up to twice the speed), else by oneDNN,
+    handed the rows as `_onednn_int8_input` found exact here."""
+    if weight.few_rows is not None and shifted.shape[0] <= int8_rows.MAX_ROWS:
+        return int8_rows.sums(shifted, *weight.few_rows, weight.quantized.values.shape[0])
+    if _onednn_int8_input() == "signed":
+        # x + 128 as a byte, its top bit flipped, is x as a signed byte
+        return _onednn_sums(shifted.view(torch.int8).bitwise_xor(-128), 0, weight)
+    return _onednn_sums(shifted, 128, weight)
+
+
+def _onednn_sums(x: torch.Tensor, zero_point: int, weight: PackedInt8Weight) -> torch.Tensor:
+    return torch.ops.onednn.qlinear_pointwise(x, 1.0, zero_point, weight.packed, weight.ones, weight.zeros, None,
                                               1.0, 0, torch.float32, "none", [], "")
 
 
-@functools.cache
 def packed_int8_available() -> bool:
-    """Can oneDNN's prepacked int8 matmul run here, exactly? Its quantized ops are in every x86 build of
-    torch; asked by running one against `int8_linear`, since a build or CPU without them raises at call
-    time. Only with VNNI:
-    without it, x86 int8 kernels add u8·s8 pairs in saturating 16-bit lanes, which is not exact, and a
-    row alone (`int8_linear`) would then differ from the same row in a batch."""
+    """Can oneDNN's prepacked int8 matmul run here, exactly? (`_onednn_int8_input`)"""
+    return _onednn_int8_input() is not None
+
+
+@functools.cache
+def _onednn_int8_input() -> str | None:
+    """How oneDNN's int8 matmul gets exact integer sums here: from rows shifted to uint8 with a zero point of
+    128 ("shifted"), from the signed rows themselves ("signed"), or not at all (None). Its quantized ops are in
+    every x86 build of torch but a build or CPU without them raises at call time; they are asked, against
+    `torch._int_mm`, at 4 and 64 rows with sums past 2^24 (float32 then rounds them, so where oneDNN takes
+    the zero point off in float32 rather than in int32, it shows). Only with VNNI: without it, x86 int8
+    kernels add u8·s8 pairs in saturating 16-bit lanes, which is not exact either.
+
+    Why two ways: VNNI multiplies u8 by s8, so on a VNNI CPU oneDNN wants shifted rows (signed ones fall back
+    to a reference kernel: 1.2 s for one 64-row call of the MLP's first layer on the Zen 5). On an AMX Xeon
+    (2026-12-03) its AMX kernel, from 5 rows up, takes the zero point off in float32 and some sums came out 2
+    off; there the signed rows are exact and as fast (GPT-2's layers at 8-64 rows, benchmarks/RESULTS.md)."""
     if not (hasattr(torch.ops.onednn, "qlinear_prepack") and vnni()):
-        return False
+        return None
     gen = torch.Generator().manual_seed(0)
-    x, w = torch.randn(4, 256, generator=gen), torch.randn(32, 256, generator=gen)
-    x[:, ::2] = w[:, ::2] = 10.0  # every other product 127·127, one sign: where a saturating kernel would show
+    x, w = torch.randn(64, 3072, generator=gen), torch.randn(16, 3072, generator=gen)
+    x[:, ::2] = w[:, ::2] = 10.0  # every other product 127·127, one sign: past 2^24, and where saturation shows
     try:
-        weight = pack_int8_weight(w)
-        return torch.equal(int8_linear_packed(x, weight, None), int8_linear(x, weight.quantized, None))
+        quantized = quantize_weight(w)  # not `pack_int8_weight`: no `int8_rows` layout, these are oneDNN's sums
+        weight = PackedInt8Weight(quantized, torch.ops.onednn.qlinear_prepack(quantized.values, None), torch.ones(16),
+                                  torch.zeros(16, dtype=torch.int32))
+        for kind, zero_point in (("shifted", 128), ("signed", 0)):
+            exact = True
+            for rows in (4, 64):
+                rounded, _ = _rounded_rows(x[:rows])
+                expected = torch._int_mm(rounded.to(torch.int8), weight.quantized.values.t()).float()
+                values = rounded.add(zero_point).to(torch.uint8 if zero_point else torch.int8)
+                exact = exact and torch.equal(_onednn_sums(values, zero_point, weight), expected)
+            if exact:
+                return kind
     except RuntimeError:
-        return False
+        pass
+    return None
 
 
 def _int8(name: str, pack, linear_as, dtype: torch.dtype, gelu_to_next=None) -> LinearKernel:

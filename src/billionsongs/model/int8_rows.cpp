@@ -1,0 +1,81 @@
+// A few rows times an int8 weight, as exact integer sums (see int8_rows.py): AVX512-VNNI, weights streamed
+// once at the memory's pace whatever the number of rows up to four, each 64-byte load used by every row.
+//
+// Exactness: VPDPBUSD multiplies four unsigned 8-bit activations by four signed 8-bit weights, each product
+// fits 16 bits (255 * 127), and adds their sum to a 32-bit lane without saturating. The activations come
+// shifted by 128 (as oneDNN takes them), so 128 times the weight's column sum is taken off at the end: the
+// int32 result is the exact sum of the int8 products for any layer narrower than 2^31 / (128 * 127)
+// = 132,104 inputs, and its conversion to float rounds as torch's does (to nearest even).
+#include <torch/csrc/inductor/cpp_prefix.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#if defined(CPU_CAPABILITY_AVX512)
+#include <immintrin.h>
+
+namespace {
+
+constexpr int64_t GROUP = 64;       // outputs per block: four 16-lane accumulators per row
+constexpr int64_t STEP = GROUP * 4;  // bytes of weight per four inputs: the blocked layout's unit
+constexpr int64_t AHEAD = 4096;     // bytes prefetched ahead in the weight stream
+
+// One block of 64 outputs for ROWS rows: weights (k / 4, 64, 4), contiguous.
+template <int ROWS>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void block(
+        const uint8_t* x, const int8_t* w, const int32_t* compensation, float* out, int64_t k, int64_t n,
+        int64_t first) {
+    __m512i acc[ROWS][4];
+    for (int r = 0; r < ROWS; r++)
+        for (int b = 0; b < 4; b++) acc[r][b] = _mm512_setzero_si512();
+    for (int64_t s = 0; s < k / 4; s++) {
+        const int8_t* p = w + s * STEP;
+        _mm_prefetch(reinterpret_cast<const char*>(p) + AHEAD, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p) + AHEAD + 64, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p) + AHEAD + 128, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p) + AHEAD + 192, _MM_HINT_T0);
+        __m512i weights[4];
+        for (int b = 0; b < 4; b++) weights[b] = _mm512_loadu_si512(p + 64 * b);
+        for (int r = 0; r < ROWS; r++) {
+            int32_t four;
+            __builtin_memcpy(&four, x + r * k + 4 * s, 4);
+            const __m512i xs = _mm512_set1_epi32(four);
+            for (int b = 0; b < 4; b++) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], xs, weights[b]);
+        }
+    }
+    for (int b = 0; b < 4; b++) {
+        const int64_t column = first + 16 * b;
+        if (column >= n) break;
+        const __mmask16 keep = column + 16 <= n ? __mmask16(0xFFFF) : __mmask16((1u << (n - column)) - 1);
+        const __m512i minus = _mm512_loadu_si512(compensation + column);
+        for (int r = 0; r < ROWS; r++)
+            _mm512_mask_storeu_ps(out + r * n + column, keep,
+                                  _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][b], minus)));
+    }
+}
+
+}  // namespace
+
+// x (rows, k) uint8: int8 values plus 128. weights (ceil(n / 64), k / 4, 64, 4) int8, zero past n; compensation
+// (ceil(n / 64) * 64) int32: 128 times each output's weight sum. out (rows, n) float32. k a multiple of 4.
+extern "C" void kernel(const uint8_t* x, const int8_t* weights, const int32_t* compensation, float* out,
+                       int64_t rows, int64_t k, int64_t n) {
+    const int64_t groups = (n + GROUP - 1) / GROUP;
+#pragma omp parallel for
+    for (int64_t g = 0; g < groups; g++) {
+        const int8_t* w = weights + g * k * GROUP;
+        for (int64_t r = 0; r < rows; r += 4) {
+            const uint8_t* xr = x + r * k;
+            float* o = out + r * n;
+            switch (std::min<int64_t>(4, rows - r)) {
+                case 1: block<1>(xr, w, compensation, o, k, n, g * GROUP); break;
+                case 2: block<2>(xr, w, compensation, o, k, n, g * GROUP); break;
+                case 3: block<3>(xr, w, compensation, o, k, n, g * GROUP); break;
+                default: block<4>(xr, w, compensation, o, k, n, g * GROUP); break;
+            }
+        }
+    }
+}
+#else
+#error "the int8 rows kernel needs AVX-512 (and VNNI); quantized.py uses oneDNN's kernel instead"
+#endif

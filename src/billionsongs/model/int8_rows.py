@@ -1,0 +1,97 @@
+"""A few rows times an int8 weight (`int8_rows.cpp`): the int8 engine's matmul at batch 1 to 4.
+
+Why: a step at batch 1 streams every weight once, so it is bound by memory, and int8 exists to halve the
+bytes; but oneDNN's int8 kernel and `torch._int_mm` read the weights at a third to a half of what the
+memory gives when there are only a few rows (benchmarks/RESULTS.md). This kernel reads each 64 bytes of
+weight once and uses them for every row, with the weights laid out in the order it reads them.
+
+Why it changes no song: the sums are of integers, exact (the comment atop `int8_rows.cpp` bounds them), so
+any kernel returns the same int32 sums; `prepare` checks them against `torch._int_mm`'s on this machine,
+and the float32 sums it returns are those exact integers rounded as torch rounds them.
+"""
+
+import functools
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from billionsongs.model.inductor import checked_kernel
+
+SOURCE = Path(__file__).with_name("int8_rows.cpp")
+_ARGUMENTS = ["const uint8_t*", "const int8_t*", "const int32_t*", "float*", "int64_t", "int64_t", "int64_t"]
+GROUP = 64  # outputs per block of the weight layout
+# Most rows sent to the kernel: it re-reads the weights for every 4 rows, where oneDNN's kernel gets faster
+# per row with more of them.
+MAX_ROWS = 4
+
+_kernel: Callable | None = None
+_tried = False
+_lock = threading.Lock()
+
+
+def blocked(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An (out, in) int8 weight in the kernel's layout, (ceil(out / 64), in / 4, 64, 4) with zeros past `out`,
+    and 128 times each output's sum (int32, padded likewise), which the kernel takes off the shifted rows'."""
+    out, width = values.shape
+    padded = torch.zeros(-(-out // GROUP) * GROUP, width, dtype=torch.int8)
+    padded[:out] = values
+    layout = padded.view(-1, GROUP, width // 4, 4).transpose(1, 2).contiguous()
+    return layout, padded.sum(1, dtype=torch.int32).mul_(128)
+
+
+def fits(width: int) -> bool:
+    """Is the kernel ready (`prepare`) for rows this wide?"""
+    return _kernel is not None and width % 4 == 0
+
+
+def sums(shifted: torch.Tensor, weight: torch.Tensor, compensation: torch.Tensor, out_features: int) -> torch.Tensor:
+    """Each row's integer sums with the weight, as float32, from its int8 values shifted by 128 (uint8, rows
+    by in) and the weight as `blocked` returned it."""
+    rows, width = shifted.shape
+    out = torch.empty(rows, out_features)
+    _kernel(shifted.contiguous(), weight, compensation, out, rows, width, out_features)
+    return out
+
+
+def prepare() -> bool:
+    """Build the kernel and check it against `torch._int_mm`, once per process (~3 s cold; Inductor caches the
+    library on disk). Only with AVX512-VNNI; where it cannot be built or differs, a warning says why, once,
+    and oneDNN's kernel stays in use. Returns whether the kernel is used."""
+    global _kernel, _tried
+    with _lock:
+        if not _tried:
+            _tried = True
+            if _buildable():
+                _kernel = checked_kernel(SOURCE, _ARGUMENTS, _matches, "int8's few-row matmul", "oneDNN's kernel")
+    return _kernel is not None
+
+
+@functools.cache
+def _buildable() -> bool:
+    """Only where torch says the CPU has AVX512-VNNI (running its instruction elsewhere would crash the
+    process, not fail a check) and Inductor builds for AVX-512."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+    check = getattr(torch.cpu, "_is_vnni_supported", None)
+    return check is not None and bool(check()) and "CPU_CAPABILITY_AVX512" in pick_vec_isa().build_macro()
+
+
+@torch.inference_mode()
+def _matches(kernel: Callable) -> bool:
+    """The same float32 sums as `torch._int_mm`'s, for 1 to 9 rows of widths and heights GPT-2 has and odd ones
+    (a partial last block), with extreme values in every row and weight column."""
+    gen = torch.Generator().manual_seed(11)
+    for rows, width, out in ((1, 768, 2304), (4, 3072, 768), (3, 768, 50257 % 512 + 64), (9, 256, 100), (2, 4, 1)):
+        values = torch.randint(-127, 128, (rows, width), generator=gen, dtype=torch.int8)
+        weight = torch.randint(-127, 128, (out, width), generator=gen, dtype=torch.int8)
+        values[:, 0], weight[:, 0] = -127, 127
+        values[:, -1], weight[:, -1] = 127, 127
+        expected = torch._int_mm(torch.cat([values, values]), weight.t())[:rows].float()  # _int_mm wants 2 rows+
+        layout, compensation = blocked(weight)
+        got = torch.empty(rows, out)
+        kernel(values.to(torch.int16).add_(128).to(torch.uint8), layout, compensation, got, rows, width, out)
+        if not torch.equal(got, expected):
+            return False
+    return True

@@ -1,0 +1,63 @@
+"""The few-row int8 matmul: exact integer sums, used by the int8 engine for 1 to 4 rows, and refused where
+its sums would differ."""
+
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from billionsongs.model import int8_rows
+from billionsongs.model.quantized import int8_kernels, int8_linear, quantize_weight
+
+pytestmark = pytest.mark.skipif(not int8_rows.prepare(), reason="the kernel needs AVX512-VNNI and a C++ compiler")
+
+
+def _shifted(values: torch.Tensor) -> torch.Tensor:
+    return values.to(torch.int16).add_(128).to(torch.uint8)
+
+
+@pytest.mark.parametrize(("rows", "width", "out"), [(1, 768, 2304), (2, 3072, 768), (4, 768, 50257), (3, 12, 70)])
+def test_sums_are_exact(rows, width, out):
+    gen = torch.Generator().manual_seed(rows)
+    values = torch.randint(-127, 128, (rows, width), generator=gen, dtype=torch.int8)
+    weight = torch.randint(-127, 128, (out, width), generator=gen, dtype=torch.int8)
+    values[0], weight[0] = 127, 127  # the largest sum a row can have, past 2^24 where float32 rounds
+    expected = (values.double() @ weight.double().t()).float()
+    assert torch.equal(int8_rows.sums(_shifted(values), *int8_rows.blocked(weight), out), expected)
+
+
+def test_the_int8_kernel_gives_a_row_alone_the_bits_it_gets_in_a_batch():
+    """1-4 rows go to this kernel and taller batches to oneDNN's (or `torch._int_mm`): a song must not change
+    with the batch it is written in."""
+    kernel = int8_kernels(torch.bfloat16)[0]
+    gen = torch.Generator().manual_seed(2)
+    weight, bias = 0.05 * torch.randn(3072, 768, generator=gen), torch.randn(3072, generator=gen).bfloat16()
+    packed = kernel.pack(weight)
+    assert packed.few_rows is not None
+    x = F.gelu(2 * torch.randn(64, 768, generator=gen), approximate="tanh").bfloat16()
+    batch = kernel.apply(x, packed, bias)
+    for row in range(0, 64, 7):
+        assert torch.equal(kernel.apply(x[row:row + 1], packed, bias), batch[row:row + 1])
+    assert torch.equal(kernel.apply(x[:4], packed, bias), batch[:4])
+    plain = int8_linear(x[:1], quantize_weight(weight), bias).bfloat16()  # the one-row path it replaces
+    assert torch.equal(kernel.apply(x[:1], packed, bias), plain)
+
+
+@pytest.mark.parametrize("mutation", [
+    ("_mm512_sub_epi32(acc[r][b], minus)", "acc[r][b]"),  # the zero point left in
+    ("s < k / 4; s++", "s < k / 4 - 1; s++"),  # the last four inputs dropped
+], ids=["no-compensation", "short-sum"])
+def test_a_kernel_whose_sums_differ_is_refused(monkeypatch, tmp_path, caplog, mutation):
+    source = int8_rows.SOURCE.read_text()
+    assert mutation[0] in source
+    mutated = tmp_path / "int8_rows.cpp"
+    mutated.write_text(source.replace(*mutation))
+    monkeypatch.setattr(int8_rows, "SOURCE", mutated)
+    monkeypatch.setattr(int8_rows, "_tried", False)
+    monkeypatch.setattr(int8_rows, "_kernel", None)
+    with caplog.at_level(logging.WARNING, logger="billionsongs.model.inductor"):
+        assert not int8_rows.prepare()
+    assert "few-row matmul: the kernel's bits differ" in caplog.text
+    packed = int8_kernels(torch.bfloat16)[0].pack(torch.randn(64, 256))
+    assert getattr(packed, "few_rows", None) is None  # oneDNN's kernel (or _int_mm) for every height
