@@ -77,3 +77,21 @@ def shared_file(*parts: str) -> Path:
             pytest.fail(f"shared data missing on CI: {path}")
         pytest.skip(f"shared data not present: {path}")
     return path
+
+
+@pytest.fixture
+def mutated_kernel(monkeypatch, tmp_path):
+    """Swap a hand-written kernel's C++ source (`module.SOURCE`) for a copy with `old` replaced by `new`,
+    so that the module's next start-up check builds and checks the mutant; the real kernel is back after
+    the test. For the tests that show a kernel rounding or summing differently is refused."""
+
+    def mutate(module, old: str, new: str) -> None:
+        source = module.SOURCE.read_text()
+        assert old in source
+        mutated = tmp_path / module.SOURCE.name
+        mutated.write_text(source.replace(old, new))
+        monkeypatch.setattr(module, "SOURCE", mutated)
+        monkeypatch.setattr(module, "_tried", False)
+        monkeypatch.setattr(module, "_kernel", module._kernel)  # restored after the test
+
+    return mutate

@@ -42,14 +42,8 @@ def test_the_second_layer_gets_the_same_bits_from_the_fused_kernel(dtype):
     ("F::loadu(sums + i) * F(scale) * F::loadu(weight_scale + i) + widen(bias + i)",  # rescale with one
      "at::vec::fmadd(F::loadu(sums + i) * F(scale), F::loadu(weight_scale + i), widen(bias + i))"),
 ], ids=["unfused-gelu", "fused-rescale"])
-def test_a_kernel_that_rounds_differently_is_refused(monkeypatch, tmp_path, caplog, mutation):
-    source = gelu_quantize.SOURCE.read_text()
-    assert mutation[0] in source
-    mutated = tmp_path / "gelu_quantize.cpp"
-    mutated.write_text(source.replace(*mutation))
-    monkeypatch.setattr(gelu_quantize, "SOURCE", mutated)
-    monkeypatch.setattr(gelu_quantize, "_tried", False)
-    monkeypatch.setattr(gelu_quantize, "_kernel", gelu_quantize._kernel)  # restored after the test
+def test_a_kernel_that_rounds_differently_is_refused(mutated_kernel, caplog, mutation):
+    mutated_kernel(gelu_quantize, *mutation)
     with caplog.at_level(logging.WARNING, logger="billionsongs.model.inductor"):
         assert prepare_glue(torch.bfloat16)  # the glue compiles; the fused kernel is built, checked, refused
     assert "fused GELU: the kernel's bits differ" in caplog.text

@@ -48,14 +48,8 @@ def test_the_int8_kernel_gives_a_row_alone_the_bits_it_gets_in_a_batch():
     ("_mm512_sub_epi32(acc[r][b], minus)", "acc[r][b]"),  # the zero point left in
     ("s < k / 4; s++", "s < k / 4 - 1; s++"),  # the last four inputs dropped
 ], ids=["no-compensation", "short-sum"])
-def test_a_kernel_whose_sums_differ_is_refused(monkeypatch, tmp_path, caplog, mutation):
-    source = int8_rows.SOURCE.read_text()
-    assert mutation[0] in source
-    mutated = tmp_path / "int8_rows.cpp"
-    mutated.write_text(source.replace(*mutation))
-    monkeypatch.setattr(int8_rows, "SOURCE", mutated)
-    monkeypatch.setattr(int8_rows, "_tried", False)
-    monkeypatch.setattr(int8_rows, "_kernel", None)
+def test_a_kernel_whose_sums_differ_is_refused(mutated_kernel, caplog, mutation):
+    mutated_kernel(int8_rows, *mutation)
     with caplog.at_level(logging.WARNING, logger="billionsongs.model.inductor"):
         assert not int8_rows.prepare()
     assert "few-row matmul: the kernel's bits differ" in caplog.text

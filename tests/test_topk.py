@@ -76,17 +76,11 @@ def test_what_torch_sorts_another_way_goes_to_torch(monkeypatch):
     assert _same(topk.top_k(row, 40), torch.topk(row, 40, dim=-1, sorted=True))
 
 
-def test_a_heap_that_breaks_ties_the_other_way_is_refused(monkeypatch, tmp_path, caplog):
+def test_a_heap_that_breaks_ties_the_other_way_is_refused(mutated_kernel, caplog):
     """The start-up check is what keeps songs: a kernel differing only in which of two equal children moves
     up (the same top k values, tied indices in another order) must be caught and torch.topk kept."""
-    source = topk.SOURCE.read_text()
-    step = "if (before(first[child], first[child - 1])) child--;"
-    assert step in source
-    mutated = tmp_path / "topk.cpp"
-    mutated.write_text(source.replace(step, "if (!before(first[child - 1], first[child])) child--;"))
-    monkeypatch.setattr(topk, "SOURCE", mutated)
-    monkeypatch.setattr(topk, "_tried", False)
-    monkeypatch.setattr(topk, "_kernel", topk._kernel)  # restored after the test
+    mutated_kernel(topk, "if (before(first[child], first[child - 1])) child--;",
+                   "if (!before(first[child - 1], first[child])) child--;")
     with caplog.at_level(logging.WARNING, logger="billionsongs.model.inductor"):
         assert not topk.available()
     assert "top-k: the kernel's bits differ" in caplog.text
