@@ -163,6 +163,35 @@ def test_packed_int8_kernel_gives_the_plain_int8_kernels_bits_at_every_height():
     assert choose_kernel([(weight, bias)], int8_kernels(torch.bfloat16)).name == "int8-onednn-packed"
 
 
+def _large_sums(width: int, seed: int) -> tuple[torch.Tensor, quantized.PackedInt8Weight, torch.Tensor]:
+    """8 rows shifted for oneDNN, a packed weight, and their exact sums: large positive values in the first
+    rows and weights, so that sums of wide rows pass 2^24 (where float32 skips integers)."""
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(48, width, generator=gen)
+    weight[:4] = 4 + torch.rand(4, width, generator=gen)
+    packed = quantized.pack_int8_weight(weight)
+    x = torch.randn(8, width, generator=gen)
+    x[:2] = 2 + torch.rand(2, width, generator=gen)
+    rounded, _ = quantized._rounded_rows(x)
+    return rounded.add(128).to(torch.uint8), packed, (rounded.double() @ packed.quantized.values.double().t()).float()
+
+
+@pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")
+@pytest.mark.parametrize("width", [768, 3072])
+def test_onednn_int8_sums_are_exact_in_the_form_the_start_up_check_picked(width):
+    """On the AMX Xeon, rows handed shifted came out 2 off here; the check must have picked signed rows."""
+    shifted, packed, expected = _large_sums(width, seed=width)
+    assert torch.equal(quantized.packed_int8_sums(shifted, packed), expected)
+
+
+@pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")
+@pytest.mark.parametrize("mode", ["shifted", "signed"])
+def test_narrow_rows_stay_shifted_and_exact_whatever_the_check_picked(monkeypatch, mode):
+    monkeypatch.setattr(quantized, "_onednn_int8_input", lambda: mode)
+    shifted, packed, expected = _large_sums(quantized.EXACT_SHIFTED_WIDTH - 6, seed=1)
+    assert torch.equal(quantized.packed_int8_sums(shifted, packed), expected)
+
+
 def _int8_outputs(kernel: LinearKernel, dtype: torch.dtype) -> list[torch.Tensor]:
     """The kernel's outputs for GPT-2's layer shapes (biases in the model's dtype, and none, as the output
     layer has) at several heights, through both of its entry points."""

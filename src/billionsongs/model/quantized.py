@@ -46,6 +46,9 @@ from billionsongs.model.precision import vnni
 log = logging.getLogger(__name__)
 
 LEVELS = 127  # symmetric: -127..127, so negating a value never overflows
+# The widest row whose shifted sums (each product at most 255 * 127) all stay below 2^24, where float32 holds
+# every integer: oneDNN's zero point then comes off exactly even where it does that in float32.
+EXACT_SHIFTED_WIDTH = 2**24 // (255 * LEVELS)
 
 
 @dataclass(frozen=True)
@@ -254,10 +257,13 @@ def int8_gelu_to_next(x: torch.Tensor, weight: PackedInt8Weight,
 def packed_int8_sums(shifted: torch.Tensor, weight: PackedInt8Weight) -> torch.Tensor:
     """Each row's integer sums with the weight, as float32, from its int8 values shifted by 128 (uint8): by
     `int8_rows` for a few rows where it runs (the same sums, read at up to twice the speed), else by oneDNN,
-    handed the rows as `_onednn_int8_input` found exact here."""
+    handed the rows as `_onednn_int8_input` found exact here. Rows of at most `EXACT_SHIFTED_WIDTH` values
+    stay shifted wherever: their sums are exact even in float32, and on the AMX Xeon oneDNN's signed kernel
+    was 6-20x slower for some narrow layers (128 to 32 and 32 to 32 outputs; 1.0x for every layer of 520
+    inputs or more measured, GPT-2's and the bundled model's included)."""
     if weight.few_rows is not None and shifted.shape[0] <= int8_rows.MAX_ROWS:
         return int8_rows.sums(shifted, *weight.few_rows, weight.quantized.values.shape[0])
-    if _onednn_int8_input() == "signed":
+    if _onednn_int8_input() == "signed" and shifted.shape[1] > EXACT_SHIFTED_WIDTH:
         # x + 128 as a byte, its top bit flipped, is x as a signed byte
         return _onednn_sums(shifted.view(torch.int8).bitwise_xor(-128), 0, weight)
     return _onednn_sums(shifted, 128, weight)
