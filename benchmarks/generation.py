@@ -45,7 +45,7 @@ from billionsongs.model.generate import Generator
 from billionsongs.model.linear import ONEDNN_PACKED, packed_kernel_available
 from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
 from billionsongs.model.precision import native_bf16, resolve_precision, slow_reason
-from billionsongs.model.quantized import pack_int8_weight, packed_int8_available, packed_int8_sums
+from billionsongs.model.quantized import pack_int8_weight, packed_int8_available, packed_int8_sums, signed_rows
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -167,9 +167,9 @@ def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
             if device == "cpu" and packed_int8_available():
                 # As for bf16: the engine's prepacked kernel (quantized.py) counts where it is faster.
                 w = pack_int8_weight(b.t().float())
-                u8 = a.to(torch.int16).add_(128).to(torch.uint8)
+                rows = a if signed_rows(k) else a.to(torch.int16).add_(128).to(torch.uint8)  # as the engine hands them
                 seconds = min(seconds, best_seconds(
-                    lambda u8=u8, w=w, iters=iters: [packed_int8_sums(u8, w) for _ in range(iters)], 3, sync))
+                    lambda rows=rows, w=w, iters=iters: [packed_int8_sums(rows, w) for _ in range(iters)], 3, sync))
             flops[name] = 2 * m * k * n * iters / seconds
             continue
         a = torch.randn(m, k, device=device).to(DTYPES[name])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from billionsongs.model import gelu_quantize
-from billionsongs.model.quantized import ShiftedRows, int8_kernels, packed_int8_available, prepare_glue
+from billionsongs.model.quantized import QuantizedRows, int8_kernels, packed_int8_available, prepare_glue
 
 pytestmark = pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")
 
@@ -32,7 +32,7 @@ def test_the_second_layer_gets_the_same_bits_from_the_fused_kernel(dtype):
         x[-1] = 0  # a row of zeros
         handed = kernel.gelu_to_next(x, fc, b1)
         # one row keeps the faster one-row matmul, unless int8_rows (which takes quantized rows) runs here
-        assert isinstance(handed, ShiftedRows) == (rows > 1 or fc.few_rows is not None)
+        assert isinstance(handed, QuantizedRows) == (rows > 1 or fc.few_rows is not None)
         separate = kernel.apply(kernel.apply_gelu(x, fc, b1), proj, b2)
         assert torch.equal(kernel.apply(handed, proj, b2), separate), rows
 

@@ -164,8 +164,9 @@ def test_packed_int8_kernel_gives_the_plain_int8_kernels_bits_at_every_height():
 
 
 def _large_sums(width: int, seed: int) -> tuple[torch.Tensor, quantized.PackedInt8Weight, torch.Tensor]:
-    """8 rows shifted for oneDNN, a packed weight, and their exact sums: large positive values in the first
-    rows and weights, so that sums of wide rows pass 2^24 (where float32 skips integers)."""
+    """8 rows quantized as the engine hands them to oneDNN here, a packed weight, and their exact sums: large
+    positive values in the first rows and weights, so that sums of wide rows pass 2^24 (where float32 skips
+    integers)."""
     gen = torch.Generator().manual_seed(seed)
     weight = torch.randn(48, width, generator=gen)
     weight[:4] = 4 + torch.rand(4, width, generator=gen)
@@ -173,23 +174,25 @@ def _large_sums(width: int, seed: int) -> tuple[torch.Tensor, quantized.PackedIn
     x = torch.randn(8, width, generator=gen)
     x[:2] = 2 + torch.rand(2, width, generator=gen)
     rounded, _ = quantized._rounded_rows(x)
-    return rounded.add(128).to(torch.uint8), packed, (rounded.double() @ packed.quantized.values.double().t()).float()
+    rows = rounded.to(torch.int8) if quantized.signed_rows(width) else rounded.add(128).to(torch.uint8)
+    return rows, packed, (rounded.double() @ packed.quantized.values.double().t()).float()
 
 
 @pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")
 @pytest.mark.parametrize("width", [768, 3072])
 def test_onednn_int8_sums_are_exact_in_the_form_the_start_up_check_picked(width):
     """On the AMX Xeon, rows handed shifted came out 2 off here; the check must have picked signed rows."""
-    shifted, packed, expected = _large_sums(width, seed=width)
-    assert torch.equal(quantized.packed_int8_sums(shifted, packed), expected)
+    rows, packed, expected = _large_sums(width, seed=width)
+    assert torch.equal(quantized.packed_int8_sums(rows, packed), expected)
 
 
 @pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")
 @pytest.mark.parametrize("mode", ["shifted", "signed"])
 def test_narrow_rows_stay_shifted_and_exact_whatever_the_check_picked(monkeypatch, mode):
     monkeypatch.setattr(quantized, "_onednn_int8_input", lambda: mode)
-    shifted, packed, expected = _large_sums(quantized.EXACT_SHIFTED_WIDTH - 6, seed=1)
-    assert torch.equal(quantized.packed_int8_sums(shifted, packed), expected)
+    rows, packed, expected = _large_sums(quantized.EXACT_SHIFTED_WIDTH - 6, seed=1)
+    assert rows.dtype == torch.uint8 and quantized.signed_rows(quantized.EXACT_SHIFTED_WIDTH + 2) == (mode == "signed")
+    assert torch.equal(quantized.packed_int8_sums(rows, packed), expected)
 
 
 def _int8_outputs(kernel: LinearKernel, dtype: torch.dtype) -> list[torch.Tensor]:
@@ -225,8 +228,10 @@ def test_compiled_int8_glue_gives_the_eager_ops_bits(monkeypatch, dtype):
             return compiled_kernel(*args)
         monkeypatch.setitem(quantized._glue, key, counted)
     compiled = _int8_outputs(kernel, dtype)
-    assert used == {("quantize", dtype), ("quantize", torch.float32), ("rescale", dtype, dtype),
-                    ("rescale", dtype, None), ("rescale", torch.float32, dtype)}
+    # The 5-wide rows are always shifted; GPT-2's are signed where the start-up check picked that (`signed_rows`).
+    forms = {False, quantized.signed_rows(768)}
+    assert used == {("quantize", d, s) for d in (dtype, torch.float32) for s in forms} | {
+        ("rescale", dtype, dtype), ("rescale", dtype, None), ("rescale", torch.float32, dtype)}
     monkeypatch.setattr(quantized, "_glue", {})
     eager = _int8_outputs(kernel, dtype)
     assert all(torch.equal(a, b) for a, b in zip(compiled, eager, strict=True))

@@ -43,8 +43,8 @@ float gelu(float* x, int64_t n) {
 }
 
 template <typename B>
-void run(const float* sums, const float* scale, const float* weight_scale, const B* bias, uint8_t* shifted,
-         float* out_scale, float* activations, int64_t rows, int64_t n) {
+void run(const float* sums, const float* scale, const float* weight_scale, const B* bias, void* values,
+         float* out_scale, float* activations, int64_t rows, int64_t n, bool signed_values) {
 #pragma omp parallel if (rows > 1)
     {
         std::vector<float> row(n);
@@ -52,13 +52,17 @@ void run(const float* sums, const float* scale, const float* weight_scale, const
         for (int64_t r = 0; r < rows; r++) {
             rescale(sums + r * n, scale[r], weight_scale, bias, row.data(), n);
             // `quantized._rounded_rows`: the row's scale is its largest magnitude (at least the smallest
-            // normal float) over 127; each value is divided by it, rounded half to even and shifted by 128.
+            // normal float) over 127; each value is divided by it, rounded half to even and, as int8 or
+            // shifted by 128 as uint8 (`quantized._signed_rows`, `_shifted_rows`), stored.
             const float s = std::max(gelu(row.data(), n), std::numeric_limits<float>::min()) / 127.0f;
             if (activations) std::copy(row.begin(), row.end(), activations + r * n);
             out_scale[r] = s;
             for (int64_t i = 0; i < n; i += F::size()) {
-                const F q = (F::loadu(row.data() + i) / F(s)).round() + F(128.0f);
-                at::vec::convert<uint8_t>(q).store(shifted + r * n + i, F::size());
+                const F q = (F::loadu(row.data() + i) / F(s)).round();
+                if (signed_values)
+                    at::vec::convert<int8_t>(q).store(static_cast<int8_t*>(values) + r * n + i, F::size());
+                else
+                    at::vec::convert<uint8_t>(q + F(128.0f)).store(static_cast<uint8_t*>(values) + r * n + i, F::size());
             }
         }
     }
@@ -67,14 +71,17 @@ void run(const float* sums, const float* scale, const float* weight_scale, const
 }  // namespace
 
 // sums (rows, n) fp32, scale (rows) fp32, weight_scale (n) fp32, bias (n) bf16 when `bf16_bias` is 1 else fp32;
-// writes shifted (rows, n) uint8, out_scale (rows) fp32 and, when `keep` is 1, the GELU's output into
-// activations (rows, n) fp32 (for the check in gelu_quantize.py). n is a multiple of 32 (the caller checks).
+// writes values (rows, n), int8 when `signed_values` is 1 else uint8 shifted by 128, out_scale (rows) fp32 and,
+// when `keep` is 1, the GELU's output into activations (rows, n) fp32 (for the check in gelu_quantize.py).
+// n is a multiple of 32 (the caller checks).
 extern "C" void kernel(const float* sums, const float* scale, const float* weight_scale, const void* bias,
-                       uint8_t* shifted, float* out_scale, float* activations, int64_t rows, int64_t n,
-                       int64_t bf16_bias, int64_t keep) {
+                       void* values, float* out_scale, float* activations, int64_t rows, int64_t n,
+                       int64_t bf16_bias, int64_t keep, int64_t signed_values) {
     float* kept = keep ? activations : nullptr;
     if (bf16_bias)
-        run(sums, scale, weight_scale, static_cast<const at::BFloat16*>(bias), shifted, out_scale, kept, rows, n);
+        run(sums, scale, weight_scale, static_cast<const at::BFloat16*>(bias), values, out_scale, kept, rows, n,
+            signed_values);
     else
-        run(sums, scale, weight_scale, static_cast<const float*>(bias), shifted, out_scale, kept, rows, n);
+        run(sums, scale, weight_scale, static_cast<const float*>(bias), values, out_scale, kept, rows, n,
+            signed_values);
 }

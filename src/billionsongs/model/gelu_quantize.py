@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from billionsongs.model.inductor import checked_kernel
 
 SOURCE = Path(__file__).with_name("gelu_quantize.cpp")
-_ARGUMENTS = ["const float*", "const float*", "const float*", "const void*", "uint8_t*", "float*", "float*",
-              "int64_t", "int64_t", "int64_t", "int64_t"]
+_ARGUMENTS = ["const float*", "const float*", "const float*", "const void*", "void*", "float*", "float*",
+              "int64_t", "int64_t", "int64_t", "int64_t", "int64_t"]
 WIDTH = 32  # rows must be a multiple of this wide: the kernel has no tail loop
 BIASES = (torch.bfloat16, torch.float32)
 
@@ -36,7 +36,7 @@ _lock = threading.Lock()
 _NOWHERE = torch.empty(0)  # `_run`'s activations argument when they are not kept: never written
 
 # The three ops the kernel replaces, as `quantized` runs them: ((sums, scale, weight_scale, bias) ->
-# float32 rescaled rows, and float32 rows -> (uint8 shifted values, scales)).
+# float32 rescaled rows, and float32 rows -> (int8 values, or uint8 shifted by 128, and scales)).
 Rescale = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Quantize = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -46,22 +46,23 @@ def fits(width: int, bias: torch.Tensor | None) -> bool:
     return _kernel is not None and bias is not None and bias.dtype in BIASES and width % WIDTH == 0
 
 
-def gelu_quantized(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor,
-                   bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(uint8 values shifted by 128, scales (rows, 1)) of quantize(gelu(sums * scale * weight_scale + bias))."""
-    return _run(_kernel, sums, scale, weight_scale, bias, None)
+def gelu_quantized(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor,
+                   signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, scales (rows, 1)) of quantize(gelu(sums * scale * weight_scale + bias)): values int8 where
+    `signed`, else uint8 shifted by 128."""
+    return _run(_kernel, sums, scale, weight_scale, bias, None, signed)
 
 
 def _run(kernel: Callable, sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor,
-         activations: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+         activations: torch.Tensor | None, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """`gelu_quantized`, also writing the GELU's float32 output into `activations` where given."""
     rows, n = sums.shape
-    shifted = torch.empty(rows, n, dtype=torch.uint8)
+    values = torch.empty(rows, n, dtype=torch.int8 if signed else torch.uint8)
     out_scale = torch.empty(rows, 1)
     kept = activations if activations is not None else _NOWHERE
-    kernel(sums.contiguous(), scale.contiguous(), weight_scale.contiguous(), bias.contiguous(), shifted, out_scale,
-           kept, rows, n, int(bias.dtype == torch.bfloat16), int(activations is not None))
-    return shifted, out_scale
+    kernel(sums.contiguous(), scale.contiguous(), weight_scale.contiguous(), bias.contiguous(), values, out_scale,
+           kept, rows, n, int(bias.dtype == torch.bfloat16), int(activations is not None), int(signed))
+    return values, out_scale
 
 
 def prepare(rescale: Rescale, quantize: Quantize) -> bool:
@@ -84,8 +85,9 @@ def _matches(kernel: Callable, rescale: Rescale, quantize: Quantize) -> bool:
     is compared too because quantizing hides most one-ulp differences: Inductor's GELU differs from aten's in
     ~0.6% of outputs but changed the quantized rows of only about one row in a hundred."""
     gen = torch.Generator().manual_seed(5)
+    # 256 wide: rows that narrow are always handed over shifted (`quantized.signed_rows`), wider ones may be signed.
     for rows, n, bias_dtype in ((2, 3072, torch.bfloat16), (64, 3072, torch.bfloat16), (33, 3072, torch.float32),
-                                (5, 1024, torch.bfloat16)):
+                                (5, 1024, torch.bfloat16), (3, 256, torch.float32)):
         sums = torch.randint(-40000, 40000, (rows, n), generator=gen).float()
         scale = torch.rand(rows, 1, generator=gen) * 1e-2 + 1e-4
         weight_scale = torch.rand(n, generator=gen) * 1e-3 + 1e-5
@@ -97,7 +99,7 @@ def _matches(kernel: Callable, rescale: Rescale, quantize: Quantize) -> bool:
         expected_activations = torch.cat([F.gelu(row, approximate="tanh") for row in rescaled.split(1)])
         expected = quantize(expected_activations)
         activations = torch.empty(rows, n)
-        got = _run(kernel, sums, scale, weight_scale, bias, activations)
+        got = _run(kernel, sums, scale, weight_scale, bias, activations, expected[0].dtype == torch.int8)
         if not (torch.equal(activations, expected_activations) and torch.equal(got[0], expected[0])
                 and torch.equal(got[1], expected[1])):
             return False

@@ -24,7 +24,7 @@ constexpr int64_t AHEAD = 4096;     // bytes prefetched ahead in the weight stre
 template <int ROWS>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void block(
         const uint8_t* x, const int8_t* w, const int32_t* compensation, float* out, int64_t k, int64_t n,
-        int64_t first) {
+        int64_t first, int32_t flip) {
     __m512i acc[ROWS][4];
     for (int r = 0; r < ROWS; r++)
         for (int b = 0; b < 4; b++) acc[r][b] = _mm512_setzero_si512();
@@ -39,7 +39,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void block(
         for (int r = 0; r < ROWS; r++) {
             int32_t four;
             __builtin_memcpy(&four, x + r * k + 4 * s, 4);
-            const __m512i xs = _mm512_set1_epi32(four);
+            const __m512i xs = _mm512_set1_epi32(four ^ flip);
             for (int b = 0; b < 4; b++) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], xs, weights[b]);
         }
     }
@@ -56,11 +56,14 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void block(
 
 }  // namespace
 
-// x (rows, k) uint8: int8 values plus 128. weights (ceil(n / 64), k / 4, 64, 4) int8, zero past n; compensation
+// x (rows, k): int8 values plus 128 as uint8, or, where `signed_rows` is 1, the int8 values (each byte's top
+// bit flipped here: the same thing). weights (ceil(n / 64), k / 4, 64, 4) int8, zero past n; compensation
 // (ceil(n / 64) * 64) int32: 128 times each output's weight sum. out (rows, n) float32. k a multiple of 4.
-extern "C" void kernel(const uint8_t* x, const int8_t* weights, const int32_t* compensation, float* out,
-                       int64_t rows, int64_t k, int64_t n) {
+extern "C" void kernel(const void* rows_in, const int8_t* weights, const int32_t* compensation, float* out,
+                       int64_t rows, int64_t k, int64_t n, int64_t signed_rows) {
     const int64_t groups = (n + GROUP - 1) / GROUP;
+    const int32_t flip = signed_rows ? static_cast<int32_t>(0x80808080u) : 0;
+    const uint8_t* x = static_cast<const uint8_t*>(rows_in);
 #pragma omp parallel for
     for (int64_t g = 0; g < groups; g++) {
         const int8_t* w = weights + g * k * GROUP;
@@ -68,10 +71,10 @@ extern "C" void kernel(const uint8_t* x, const int8_t* weights, const int32_t* c
             const uint8_t* xr = x + r * k;
             float* o = out + r * n;
             switch (std::min<int64_t>(4, rows - r)) {
-                case 1: block<1>(xr, w, compensation, o, k, n, g * GROUP); break;
-                case 2: block<2>(xr, w, compensation, o, k, n, g * GROUP); break;
-                case 3: block<3>(xr, w, compensation, o, k, n, g * GROUP); break;
-                default: block<4>(xr, w, compensation, o, k, n, g * GROUP); break;
+                case 1: block<1>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
+                case 2: block<2>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
+                case 3: block<3>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
+                default: block<4>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
             }
         }
     }

@@ -20,7 +20,7 @@ import torch
 from billionsongs.model.inductor import checked_kernel
 
 SOURCE = Path(__file__).with_name("int8_rows.cpp")
-_ARGUMENTS = ["const uint8_t*", "const int8_t*", "const int32_t*", "float*", "int64_t", "int64_t", "int64_t"]
+_ARGUMENTS = ["const void*", "const int8_t*", "const int32_t*", "float*", "int64_t", "int64_t", "int64_t", "int64_t"]
 GROUP = 64  # outputs per block of the weight layout
 # Most rows sent to the kernel: it re-reads the weights for every 4 rows, where oneDNN's kernel gets faster
 # per row with more of them.
@@ -46,12 +46,12 @@ def fits(width: int) -> bool:
     return _kernel is not None and width % 4 == 0
 
 
-def sums(shifted: torch.Tensor, weight: torch.Tensor, compensation: torch.Tensor, out_features: int) -> torch.Tensor:
-    """Each row's integer sums with the weight, as float32, from its int8 values shifted by 128 (uint8, rows
-    by in) and the weight as `blocked` returned it."""
-    rows, width = shifted.shape
-    out = torch.empty(rows, out_features)
-    _kernel(shifted.contiguous(), weight, compensation, out, rows, width, out_features)
+def sums(rows: torch.Tensor, weight: torch.Tensor, compensation: torch.Tensor, out_features: int) -> torch.Tensor:
+    """Each row's integer sums with the weight, as float32, from its int8 values (rows by in: int8, or uint8
+    shifted by 128) and the weight as `blocked` returned it."""
+    height, width = rows.shape
+    out = torch.empty(height, out_features)
+    _kernel(rows.contiguous(), weight, compensation, out, height, width, out_features, int(rows.dtype == torch.int8))
     return out
 
 
@@ -63,15 +63,15 @@ def prepare() -> bool:
     with _lock:
         if not _tried:
             _tried = True
-            if _buildable():
+            if buildable():
                 _kernel = checked_kernel(SOURCE, _ARGUMENTS, _matches, "int8's few-row matmul", "oneDNN's kernel")
     return _kernel is not None
 
 
 @functools.cache
-def _buildable() -> bool:
-    """Only where torch says the CPU has AVX512-VNNI (running its instruction elsewhere would crash the
-    process, not fail a check) and Inductor builds for AVX-512."""
+def buildable() -> bool:
+    """Can the kernel run on this CPU? Only where torch says it has AVX512-VNNI (running its instruction
+    elsewhere would crash the process, not fail a check) and Inductor builds for AVX-512."""
     from torch._inductor.cpu_vec_isa import pick_vec_isa
 
     check = getattr(torch.cpu, "_is_vnni_supported", None)
@@ -81,7 +81,7 @@ def _buildable() -> bool:
 @torch.inference_mode()
 def _matches(kernel: Callable) -> bool:
     """The same float32 sums as `torch._int_mm`'s, for 1 to 9 rows of widths and heights GPT-2 has and odd ones
-    (a partial last block), with extreme values in every row and weight column."""
+    (a partial last block), with extreme values in every row and weight column, from shifted and signed rows."""
     gen = torch.Generator().manual_seed(11)
     for rows, width, out in ((1, 768, 2304), (4, 3072, 768), (3, 768, 50257 % 512 + 64), (9, 256, 100), (2, 4, 1)):
         values = torch.randint(-127, 128, (rows, width), generator=gen, dtype=torch.int8)
@@ -90,8 +90,9 @@ def _matches(kernel: Callable) -> bool:
         values[:, -1], weight[:, -1] = 127, 127
         expected = torch._int_mm(torch.cat([values, values]), weight.t())[:rows].float()  # _int_mm wants 2 rows+
         layout, compensation = blocked(weight)
-        got = torch.empty(rows, out)
-        kernel(values.to(torch.int16).add_(128).to(torch.uint8), layout, compensation, got, rows, width, out)
-        if not torch.equal(got, expected):
-            return False
+        for form, signed in ((values.to(torch.int16).add_(128).to(torch.uint8), 0), (values, 1)):
+            got = torch.empty(rows, out)
+            kernel(form, layout, compensation, got, rows, width, out, signed)
+            if not torch.equal(got, expected):
+                return False
     return True

@@ -60,10 +60,10 @@ class QuantizedWeight:
 
 
 @dataclass(frozen=True)
-class ShiftedRows:
-    """Activations already quantized as oneDNN's int8 matmul takes them (`_shifted_rows`): `values` (rows, n)
-    uint8, each int8 value plus 128, and `scale` (rows, 1) float32. What the MLP's GELU hands its second layer
-    (`gelu_quantize.py`), so that layer does not quantize it again."""
+class QuantizedRows:
+    """Activations already quantized as oneDNN's int8 matmul takes them here (`_quantized`): `values` (rows, n)
+    int8, or uint8 holding each int8 value plus 128 (`signed_rows`), and `scale` (rows, 1) float32. What the
+    MLP's GELU hands its second layer (`gelu_quantize.py`), so that layer does not quantize it again."""
 
     values: torch.Tensor
     scale: torch.Tensor
@@ -104,9 +104,25 @@ def _rescaled(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tenso
 
 
 def _shifted_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_rounded_rows` as oneDNN takes them: int8 values shifted by 128, as uint8 (`int8_linear_packed`)."""
+    """`_rounded_rows` as oneDNN takes them on a VNNI CPU: int8 values shifted by 128, as uint8
+    (`int8_linear_packed`)."""
     rounded, scale = _rounded_rows(x)
     return rounded.add_(128).to(torch.uint8), scale
+
+
+def _signed_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_rounded_rows` as int8, as oneDNN takes them where shifted rows are not exact (`signed_rows`)."""
+    rounded, scale = _rounded_rows(x)
+    return rounded.to(torch.int8), scale
+
+
+def signed_rows(width: int) -> bool:
+    """Are rows of `width` values handed to oneDNN as int8 here, rather than shifted to uint8? Only where
+    the start-up check found shifted rows inexact (`_onednn_int8_input`), and only past
+    `EXACT_SHIFTED_WIDTH`: narrower rows' sums are exact even in float32, and on the AMX Xeon oneDNN's
+    signed kernel was 6-20x slower for some narrow layers (128 to 32 and 32 to 32 outputs; 1.0x for every
+    layer of 520 inputs or more measured, GPT-2's and the bundled model's included)."""
+    return width > EXACT_SHIFTED_WIDTH and _onednn_int8_input() == "signed"
 
 
 # The glue around oneDNN's int8 matmul, compiled (`prepare_glue`). In eager mode it is ~13 tensor ops a layer
@@ -117,8 +133,12 @@ def _shifted_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Quantize(torch.nn.Module):
+    def __init__(self, signed: bool):
+        super().__init__()
+        self.signed = signed
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _shifted_rows(x)
+        return (_signed_rows if self.signed else _shifted_rows)(x)
 
 
 class _Rescale(torch.nn.Module):
@@ -134,7 +154,7 @@ class _Rescale(torch.nn.Module):
         return ((out + bias) if self.bias else out).to(self.dtype),
 
 
-# ("quantize", input dtype) or ("rescale", output dtype, bias dtype or None) -> the compiled kernel. The
+# ("quantize", input dtype, signed) or ("rescale", output dtype, bias dtype or None) -> the compiled kernel. The
 # kernels check sizes and strides but not dtypes, so the key holds every dtype they were compiled for: any
 # other call runs eager. `_glue_failed`: model dtypes whose glue did not compile (not tried again).
 _glue: dict[tuple, Callable] = {}
@@ -152,8 +172,11 @@ def prepare_glue(dtype: torch.dtype) -> bool:
     if not packed_int8_available() or dtype in _glue_failed:
         return False
     rows, width = Dim("rows", min=1), Dim("features", min=2)
-    graphs = {("quantize", dtype): (_Quantize(), (torch.ones(32, 768, dtype=dtype),), ({0: rows, 1: width},)),
-              ("quantize", torch.float32): (_Quantize(), (torch.ones(32, 3072),), ({0: rows, 1: width},))}
+    graphs = {}
+    for signed in {False, _onednn_int8_input() == "signed"}:
+        graphs["quantize", dtype, signed] = (_Quantize(signed), (torch.ones(32, 768, dtype=dtype),),
+                                             ({0: rows, 1: width},))
+        graphs["quantize", torch.float32, signed] = (_Quantize(signed), (torch.ones(32, 3072),), ({0: rows, 1: width},))
     # Biases are in the model's dtype; the GELU's input stays float32.
     for out, bias in ((dtype, dtype), (dtype, None), (torch.float32, dtype)):
         example = (torch.ones(32, 3072), torch.ones(32, 1), torch.ones(3072),
@@ -177,8 +200,10 @@ def prepare_glue(dtype: torch.dtype) -> bool:
 
 
 def _quantized(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    kernel = _glue.get(("quantize", x.dtype))
-    return kernel(x.contiguous()) if kernel else _shifted_rows(x)
+    """x's rows quantized as oneDNN takes rows this wide here (`signed_rows`)."""
+    signed = signed_rows(x.shape[1])
+    kernel = _glue.get(("quantize", x.dtype, signed))
+    return kernel(x.contiguous()) if kernel else (_signed_rows if signed else _shifted_rows)(x)
 
 
 def _finished(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
@@ -229,44 +254,39 @@ def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Te
     return int8_linear_packed_as(x, weight, bias, torch.float32)
 
 
-def int8_linear_packed_as(x: torch.Tensor | ShiftedRows, weight: PackedInt8Weight, bias: torch.Tensor | None,
+def int8_linear_packed_as(x: torch.Tensor | QuantizedRows, weight: PackedInt8Weight, bias: torch.Tensor | None,
                           dtype: torch.dtype) -> torch.Tensor:
     """`int8_linear_packed` converted to `dtype`, with the compiled glue where `prepare_glue` made it. `x` may
     come quantized already (`gelu_to_next`)."""
-    if isinstance(x, ShiftedRows):
-        shifted, scale = x.values, x.scale
+    if isinstance(x, QuantizedRows):
+        rows, scale = x.values, x.scale
     elif x.shape[0] == 1 and weight.few_rows is None:
         return int8_linear(x, weight.quantized, bias).to(dtype)
     else:
-        shifted, scale = _quantized(x)
-    return _finished(packed_int8_sums(shifted, weight), scale, weight.quantized.scale, bias, dtype)
+        rows, scale = _quantized(x)
+    return _finished(packed_int8_sums(rows, weight), scale, weight.quantized.scale, bias, dtype)
 
 
 def int8_gelu_to_next(x: torch.Tensor, weight: PackedInt8Weight,
-                      bias: torch.Tensor | None) -> torch.Tensor | ShiftedRows:
+                      bias: torch.Tensor | None) -> torch.Tensor | QuantizedRows:
     """GELU of the layer's output, quantized for the next int8 layer in the same kernel as the rescale
     (`gelu_quantize.py`, same bits) where it is ready and the rows are not `int8_linear`'s (one row without
     `int8_rows`); else the float32 GELU."""
     if (x.shape[0] > 1 or weight.few_rows is not None) and gelu_quantize.fits(weight.quantized.values.shape[0], bias):
-        shifted, scale = _quantized(x)
-        return ShiftedRows(*gelu_quantize.gelu_quantized(packed_int8_sums(shifted, weight), scale,
-                                                         weight.quantized.scale, bias))
+        rows, scale = _quantized(x)
+        return QuantizedRows(*gelu_quantize.gelu_quantized(packed_int8_sums(rows, weight), scale,
+                                                           weight.quantized.scale, bias,
+                                                           signed_rows(weight.quantized.values.shape[0])))
     return F.gelu(int8_linear_packed_as(x, weight, bias, torch.float32), approximate="tanh")
 
 
-def packed_int8_sums(shifted: torch.Tensor, weight: PackedInt8Weight) -> torch.Tensor:
-    """Each row's integer sums with the weight, as float32, from its int8 values shifted by 128 (uint8): by
-    `int8_rows` for a few rows where it runs (the same sums, read at up to twice the speed), else by oneDNN,
-    handed the rows as `_onednn_int8_input` found exact here. Rows of at most `EXACT_SHIFTED_WIDTH` values
-    stay shifted wherever: their sums are exact even in float32, and on the AMX Xeon oneDNN's signed kernel
-    was 6-20x slower for some narrow layers (128 to 32 and 32 to 32 outputs; 1.0x for every layer of 520
-    inputs or more measured, GPT-2's and the bundled model's included)."""
-    if weight.few_rows is not None and shifted.shape[0] <= int8_rows.MAX_ROWS:
-        return int8_rows.sums(shifted, *weight.few_rows, weight.quantized.values.shape[0])
-    if _onednn_int8_input() == "signed" and shifted.shape[1] > EXACT_SHIFTED_WIDTH:
-        # x + 128 as a byte, its top bit flipped, is x as a signed byte
-        return _onednn_sums(shifted.view(torch.int8).bitwise_xor(-128), 0, weight)
-    return _onednn_sums(shifted, 128, weight)
+def packed_int8_sums(rows: torch.Tensor, weight: PackedInt8Weight) -> torch.Tensor:
+    """Each row's integer sums with the weight, as float32, from its int8 values as `_quantized` gives them
+    (int8, or uint8 shifted by 128): by `int8_rows` for a few rows where it runs (the same sums, read at up to
+    twice the speed), else by oneDNN."""
+    if weight.few_rows is not None and rows.shape[0] <= int8_rows.MAX_ROWS:
+        return int8_rows.sums(rows, *weight.few_rows, weight.quantized.values.shape[0])
+    return _onednn_sums(rows, 0 if rows.dtype == torch.int8 else 128, weight)
 
 
 def _onednn_sums(x: torch.Tensor, zero_point: int, weight: PackedInt8Weight) -> torch.Tensor:
