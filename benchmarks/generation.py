@@ -41,11 +41,13 @@ import llamacpp
 import torch
 
 import billionsongs.model.generate as engine
+
+# The module, not its names: benchmarks/ab.py imports this file against older engines, which lack some of them.
+from billionsongs.model import quantized
 from billionsongs.model.generate import Generator
 from billionsongs.model.linear import ONEDNN_PACKED, packed_kernel_available
 from billionsongs.model.loading import BUNDLED_MODEL_DIR, EOT, load_model
 from billionsongs.model.precision import native_bf16, resolve_precision, slow_reason
-from billionsongs.model.quantized import pack_int8_weight, packed_int8_available, packed_int8_sums, signed_rows
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -164,12 +166,14 @@ def run_probe(dtypes: list[str], device: str, quick: bool) -> Probe:
             a = torch.randint(-127, 128, (m, k), dtype=torch.int8, device=device)
             b = torch.randint(-127, 128, (n, k), dtype=torch.int8, device=device).t()
             seconds = best_seconds(lambda a=a, b=b, iters=iters: [torch._int_mm(a, b) for _ in range(iters)], 3, sync)
-            if device == "cpu" and packed_int8_available():
+            if device == "cpu" and quantized.packed_int8_available():
                 # As for bf16: the engine's prepacked kernel (quantized.py) counts where it is faster.
-                w = pack_int8_weight(b.t().float())
-                rows = a if signed_rows(k) else a.to(torch.int16).add_(128).to(torch.uint8)  # as the engine hands them
+                w = quantized.pack_int8_weight(b.t().float())
+                # the rows as the engine hands them: signed int8 or shifted to uint8
+                rows = a if quantized.signed_rows(k) else a.to(torch.int16).add_(128).to(torch.uint8)
                 seconds = min(seconds, best_seconds(
-                    lambda rows=rows, w=w, iters=iters: [packed_int8_sums(rows, w) for _ in range(iters)], 3, sync))
+                    lambda rows=rows, w=w, iters=iters, sums=quantized.packed_int8_sums: [
+                        sums(rows, w) for _ in range(iters)], 3, sync))
             flops[name] = 2 * m * k * n * iters / seconds
             continue
         a = torch.randn(m, k, device=device).to(DTYPES[name])

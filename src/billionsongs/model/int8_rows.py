@@ -1,9 +1,13 @@
 """A few rows times an int8 weight (`int8_rows.cpp`): the int8 engine's matmul at batch 1 to 4.
 
 Why: a step at batch 1 streams every weight once, so it is bound by memory, and int8 exists to halve the
-bytes; but oneDNN's int8 kernel and `torch._int_mm` read the weights at a third to a half of what the
-memory gives when there are only a few rows (benchmarks/RESULTS.md). This kernel reads each 64 bytes of
-weight once and uses them for every row, with the weights laid out in the order it reads them.
+bytes; but oneDNN's int8 kernel and `torch._int_mm` read the weights far slower than the memory gives when
+there are only a few rows. This kernel reads each 64 bytes of weight once and uses them for every row, with
+the weights laid out in the order it reads them. GPT-2 124M's int8 layers, one step's worth, on the 2-vCPU
+AMX Xeon (2026-12-03, weights in its large L3): 2.4 ms at 1-4 rows against oneDNN's 4.1-4.4 (50-55 GB/s
+against 25-30; at 8 rows, two passes, still 3.7 against 4.2); `torch._int_mm`, which one row used to take,
+2-2.4x oneDNN's time. The whole int8 engine at batch 1 went from 13.8 to 6.9 ms a step
+(benchmarks/RESULTS.md).
 
 Why it changes no song: the sums are of integers, exact (the comment atop `int8_rows.cpp` bounds them), so
 any kernel returns the same int32 sums; `prepare` checks them against `torch._int_mm`'s on this machine,
