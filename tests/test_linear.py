@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from billionsongs.model import quantized
 from billionsongs.model.linear import (
     GEMM,
-    ONEDNN_TILED,
-    ONEDNN_TILES,
+    ONEDNN_BANDED,
+    ONEDNN_BANDS,
     LinearKernel,
     choose_kernel,
     is_row_invariant,
@@ -73,13 +73,15 @@ def test_single_row_is_sent_as_two(monkeypatch):
 
 
 @pytest.mark.skipif(not packed_kernel_available(torch.float32), reason="this torch build has no oneDNN linear")
-@pytest.mark.parametrize("tile", ONEDNN_TILES)
-def test_tiled_onednn_kernel_sends_the_backend_one_height_only(tile, monkeypatch):
-    """Where oneDNN picks its kernel by height (AMX CPUs in bf16), a fixed height is what keeps rows apart."""
-    kernel = ONEDNN_TILED[tile]
+@pytest.mark.parametrize(("kernel", "band"), list(zip(ONEDNN_BANDED, ONEDNN_BANDS, strict=True)),
+                         ids=[kernel.name for kernel in ONEDNN_BANDED])
+def test_banded_onednn_kernel_sends_the_backend_heights_within_its_band(kernel, band, monkeypatch):
+    """Where oneDNN picks its kernel by height (AMX CPUs in bf16), a band of heights that meet the same code
+    is what keeps rows apart: short batches are padded up to its bottom, tall ones split at its top."""
+    low, high = band
     weight, bias = _weight(torch.float32)
     packed = kernel.pack(weight)
-    x = F.gelu(torch.randn(tile + 6, 3072, generator=torch.Generator().manual_seed(3)))
+    x = F.gelu(torch.randn(2 * high + 1, 3072, generator=torch.Generator().manual_seed(3)))
     heights = []
     real = torch.ops.mkldnn._linear_pointwise
 
@@ -88,11 +90,12 @@ def test_tiled_onednn_kernel_sends_the_backend_one_height_only(tile, monkeypatch
         return real(x, *args)
 
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy)
-    outs = [kernel.apply(x[:rows], packed, bias) for rows in (1, tile, tile + 6)]
-    assert heights == [tile] * 4
-    assert [out.shape[0] for out in outs] == [1, tile, tile + 6]
-    assert torch.equal(outs[2][:1], outs[0]) and torch.equal(outs[2][:tile], outs[1])
-    torch.testing.assert_close(outs[2], F.linear(x, weight, bias), rtol=1e-4, atol=1e-4)
+    sizes = (1, low + 1, high, 2 * high + 1)
+    outs = [kernel.apply(x[:rows], packed, bias) for rows in sizes]
+    assert heights == [low, low + 1, high, high, high, low]
+    assert [out.shape[0] for out in outs] == list(sizes)
+    assert torch.equal(outs[3][:1], outs[0]) and torch.equal(outs[3][:high], outs[2])
+    torch.testing.assert_close(outs[3], F.linear(x, weight, bias), rtol=1e-4, atol=1e-4)
     monkeypatch.undo()
     assert is_row_invariant(kernel, weight, bias)
 

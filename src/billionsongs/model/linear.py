@@ -11,21 +11,25 @@ height and thread count (`choose_kernel`):
    went from 11.2 to 6.8 ms at 32 rows.
    oneDNN computes a single row with another kernel that rounds differently in a few outputs (10-35% of
    random rows), so fewer than 4 rows are sent as 4 (its 4-row kernel is also faster than its 2-row one).
-2. `onednn-packed-tile64`, `onednn-packed-tile32`: the same packed weights, but every call gets exactly
-   64 (or 32) rows, padded with copies of the first; taller batches are several calls. On an AMX Xeon
-   (Emerald Rapids), oneDNN's bf16 kernel blocks rows by the call's height, so a row's last bits depend
-   on it, and plain packed fails the probe for GPT-2's layers; at a fixed height each row position
-   still meets the same code. There 64 is row-invariant for GPT-2's 768-deep layers but not for the
-   3072-deep projection, where 32 is the tallest that is (40-128 are not), so each layer shape gets its
-   own kernel (`GPT2`). Each call streams the whole weight, so the tallest tile wins at batch 64 and
-   costs nothing measurable below (AMX's arithmetic is cheap next to the weight read): for GPT-2 124M
-   in bf16 there (whole engine, alternating processes), tile32 everywhere was 1.2-1.9x `gemm-tile16` at
-   batch 32, and tile64 where invariant 1.2-1.4x tile32 everywhere at batch 64, equal at 32.
+2. `onednn-packed-rows33-64`, `onednn-packed-rows4-32`: the same packed weights, but every call gets a
+   number of rows within a band: taller batches are several calls of the band's top, and a call below
+   its bottom is padded with copies of the first row. On an AMX Xeon, oneDNN's bf16 kernel blocks rows
+   by the call's height, so a row's last bits depend on it, and plain packed fails the probe for GPT-2's
+   layers; within a band of heights each row meets the same code. On the Emerald Rapids (2026-12-01),
+   calls of exactly 64 rows were row-invariant for GPT-2's 768-deep layers but not for the 3072-deep
+   projection, where 32 was the tallest height that is (40-128 are not), so each layer shape gets its
+   own kernel (`GPT2`). On the second AMX Xeon (2026-12-03) every height from 33 to 64 gave the 64-row
+   call's bits for the 768-deep layers and the output layer, and every height from 1 to 32 the 32-row
+   call's for the projection: hence bands, not fixed heights, with the same bits, and a batch of one
+   pays for 33 rows of arithmetic (4 in the projection), not 64 (32). Each call streams the whole
+   weight, so the tallest band wins at batch 64: for GPT-2 124M in bf16 on the Emerald Rapids (whole
+   engine, alternating processes), 32-row calls everywhere were 1.2-1.9x `gemm-tile16` at batch 32, and
+   64-row calls where invariant 1.2-1.4x 32-row calls everywhere at batch 64, equal at 32.
 3. `gemm`: plain `F.linear`, one row sent as two (its one-row kernel rounds differently, as above).
 4. `gemm-tile16`, `gemm-tile1`: fixed-height row tiles of plain `F.linear`, so every row always meets the
    same kernel, and pays at batch 1 (16 rows of work for one).
-Chosen so far: fp32 and bf16 take `onednn-packed` on the Zen 4, and fp32 on the AMX Xeon, where GPT-2's
-bf16 layers take tile64 (tile32 for the 3072-deep one); on an AVX2 EPYC fp32 takes `onednn-packed` and
+Chosen so far: fp32 and bf16 take `onednn-packed` on the Zen 4, and fp32 on the AMX Xeons, where GPT-2's
+bf16 layers take rows33-64 (rows4-32 for the 3072-deep one); on an AVX2 EPYC fp32 takes `onednn-packed` and
 bf16 `gemm` (oneDNN's packed bf16 refuses CPUs without AVX-512).
 """
 
@@ -43,9 +47,9 @@ ROW_TILE = 16
 # oneDNN's packed kernel gets at least this many rows (padded with copies of the first): its 1-row kernel
 # rounds differently, and for GPT-2 124M in bf16 here 2 rows took 289 µs a layer where 4 took 223.
 ONEDNN_MIN_ROWS = 4
-# Where oneDNN's rounding depends on the call's height (AMX Xeon, bf16), every call gets exactly one of these
-# heights, the tallest that is row-invariant for the layer (module docstring, item 2).
-ONEDNN_TILES = (64, 32)
+# Where oneDNN's rounding depends on the call's height (AMX Xeon, bf16), every call's height is within one of
+# these bands (lowest, highest), the tallest that is row-invariant for the layer (module docstring, item 2).
+ONEDNN_BANDS = ((33, 64), (ONEDNN_MIN_ROWS, 32))
 PROBE_ROWS = (2, 3, 8, 17, 33, 67)
 
 
@@ -112,21 +116,22 @@ def _onednn(post_op: str, scalars: list, algorithm: str) -> Apply:
     return apply
 
 
-def _onednn_tiled(post_op: str, scalars: list, algorithm: str, tile: int) -> Apply:
+def _onednn_band(post_op: str, scalars: list, algorithm: str, lowest: int, highest: int) -> Apply:
     def apply(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         rows = x.shape[0]
-        x = with_rows(x, rows + -rows % tile)
-        parts = [torch.ops.mkldnn._linear_pointwise(part, weight, bias, post_op, scalars, algorithm)
-                 for part in x.split(tile)]
-        return (parts[0] if len(parts) == 1 else torch.cat(parts))[:rows]
+        parts = list(x.split(highest))
+        parts[-1] = with_rows(parts[-1], max(lowest, parts[-1].shape[0]))
+        outs = [torch.ops.mkldnn._linear_pointwise(part, weight, bias, post_op, scalars, algorithm) for part in parts]
+        return (outs[0] if len(outs) == 1 else torch.cat(outs))[:rows]
 
     return apply
 
 
 ONEDNN_PACKED = LinearKernel("onednn-packed", _onednn_pack, _onednn("none", [None], ""), _onednn("gelu", [], "tanh"),
                              ONEDNN_MIN_ROWS)
-ONEDNN_TILED = {tile: LinearKernel(f"onednn-packed-tile{tile}", _onednn_pack, _onednn_tiled("none", [None], "", tile),
-                                   _onednn_tiled("gelu", [], "tanh", tile)) for tile in ONEDNN_TILES}
+ONEDNN_BANDED = [LinearKernel(f"onednn-packed-rows{low}-{high}", _onednn_pack,
+                              _onednn_band("none", [None], "", low, high), _onednn_band("gelu", [], "tanh", low, high))
+                 for low, high in ONEDNN_BANDS]
 GEMM = LinearKernel("gemm", _same, _gemm, min_rows=2)
 TILED = [LinearKernel(f"gemm-tile{tile}", _same, _tiled(tile)) for tile in (ROW_TILE, 1)]
 
@@ -172,7 +177,7 @@ def packed_kernel_available(dtype: torch.dtype, device: torch.device | None = No
 
 
 def _candidates(dtype: torch.dtype, device: torch.device) -> list[LinearKernel]:
-    packed = [ONEDNN_PACKED, *ONEDNN_TILED.values()] if packed_kernel_available(dtype, device) else []
+    packed = [ONEDNN_PACKED, *ONEDNN_BANDED] if packed_kernel_available(dtype, device) else []
     return packed + [GEMM, *TILED]
 
 
