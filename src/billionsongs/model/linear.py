@@ -21,7 +21,9 @@ height and thread count (`choose_kernel`):
    own kernel (`GPT2`). On the second AMX Xeon (2026-12-03) every height from 33 to 64 gave the 64-row
    call's bits for the 768-deep layers and the output layer, and every height from 1 to 32 the 32-row
    call's for the projection: hence bands, not fixed heights, with the same bits, and a batch of one
-   pays for 33 rows of arithmetic (4 in the projection), not 64 (32). Each call streams the whole
+   pays for 33 rows of arithmetic (4 in the projection), not 64 (32): against fixed heights there, the
+   whole bf16 engine ran 1.20-1.22x at batch 1, 1.16-1.18x at 8 and 1.0x at 64, every song the same
+   (alternating processes, benchmarks/RESULTS.md). Each call streams the whole
    weight, so the tallest band wins at batch 64: for GPT-2 124M in bf16 on the Emerald Rapids (whole
    engine, alternating processes), 32-row calls everywhere were 1.2-1.9x `gemm-tile16` at batch 32, and
    64-row calls where invariant 1.2-1.4x 32-row calls everywhere at batch 64, equal at 32.
@@ -50,7 +52,8 @@ ONEDNN_MIN_ROWS = 4
 # Where oneDNN's rounding depends on the call's height (AMX Xeon, bf16), every call's height is within one of
 # these bands (lowest, highest), the tallest that is row-invariant for the layer (module docstring, item 2).
 ONEDNN_BANDS = ((33, 64), (ONEDNN_MIN_ROWS, 32))
-PROBE_ROWS = (2, 3, 8, 17, 33, 67)
+# 50: a height inside the 33-64 band (`ONEDNN_BANDS`), which the others reach only at its ends.
+PROBE_ROWS = (2, 3, 8, 17, 33, 50, 67)
 
 
 # (x, weight as the kernel's `pack` returned it, bias) -> x @ W.T + b
