@@ -32,7 +32,7 @@ def test_the_second_layer_gets_the_same_bits_from_the_fused_kernel(dtype):
         x[-1] = 0  # a row of zeros
         handed = kernel.gelu_to_next(x, fc, b1)
         # one row keeps the faster one-row matmul, unless int8_rows (which takes quantized rows) runs here
-        assert isinstance(handed, QuantizedRows) == (rows > 1 or fc.few_rows is not None)
+        assert isinstance(handed, QuantizedRows) == (rows > 1 or fc.blocked is not None)
         separate = kernel.apply(kernel.apply_gelu(x, fc, b1), proj, b2)
         assert torch.equal(kernel.apply(handed, proj, b2), separate), rows
 

@@ -1,5 +1,5 @@
-"""The few-row int8 matmul: exact integer sums, used by the int8 engine for 1 to 4 rows, and refused where
-its sums would differ."""
+"""The VNNI int8 matmul: exact integer sums, used by the int8 engine for the heights it takes (every height
+without AMX, 1 to 8 rows with it), and refused where its sums would differ."""
 
 import logging
 
@@ -18,7 +18,8 @@ def _shifted(values: torch.Tensor) -> torch.Tensor:
     return values.to(torch.int16).add_(128).to(torch.uint8)
 
 
-@pytest.mark.parametrize(("rows", "width", "out"), [(1, 768, 2304), (2, 3072, 768), (4, 768, 50257), (3, 12, 70)])
+@pytest.mark.parametrize(("rows", "width", "out"), [(1, 768, 2304), (2, 3072, 768), (4, 768, 50257), (3, 12, 70),
+                                                    (32, 3072, 768), (64, 768, 50257), (23, 768, 130)])
 def test_sums_are_exact(rows, width, out):
     assert int8_rows.prepare()  # built and checked at start-up
     gen = torch.Generator().manual_seed(rows)
@@ -31,19 +32,23 @@ def test_sums_are_exact(rows, width, out):
     assert torch.equal(int8_rows.sums(values, *layout, out), expected)  # rows handed signed
 
 
-def test_the_int8_kernel_gives_a_row_alone_the_bits_it_gets_in_a_batch():
-    """1-4 rows go to this kernel and taller batches to oneDNN's (or `torch._int_mm`): a song must not change
-    with the batch it is written in."""
+@pytest.mark.parametrize("limit", [None, 4], ids=["every-height", "onednn-past-4"])
+def test_the_int8_kernel_gives_a_row_alone_the_bits_it_gets_in_a_batch(monkeypatch, limit):
+    """Where AMX makes oneDNN's kernel faster for tall batches, this kernel takes only short ones (`max_rows`):
+    a song must not change with the batch it is written in, whichever kernel each height goes to."""
+    monkeypatch.setattr(int8_rows, "max_rows", lambda: limit)
     kernel = int8_kernels(torch.bfloat16)[0]
+    assert kernel.name == ("int8-vnni" if limit is None else "int8-onednn-packed")
     gen = torch.Generator().manual_seed(2)
     weight, bias = 0.05 * torch.randn(3072, 768, generator=gen), torch.randn(3072, generator=gen).bfloat16()
     packed = kernel.pack(weight)
-    assert packed.few_rows is not None
+    assert packed.blocked is not None and (packed.packed is None) == (limit is None)  # no oneDNN copy unused
     x = F.gelu(2 * torch.randn(64, 768, generator=gen), approximate="tanh").bfloat16()
     batch = kernel.apply(x, packed, bias)
     for row in range(0, 64, 7):
         assert torch.equal(kernel.apply(x[row:row + 1], packed, bias), batch[row:row + 1])
-    assert torch.equal(kernel.apply(x[:4], packed, bias), batch[:4])
+    for rows in (4, 6, 13):
+        assert torch.equal(kernel.apply(x[:rows], packed, bias), batch[:rows])
     plain = int8_linear(x[:1], quantize_weight(weight), bias).bfloat16()  # the one-row path it replaces
     assert torch.equal(kernel.apply(x[:1], packed, bias), plain)
 
@@ -56,6 +61,8 @@ def test_a_kernel_whose_sums_differ_is_refused(mutated_kernel, caplog, mutation)
     mutated_kernel(int8_rows, *mutation)
     with caplog.at_level(logging.WARNING, logger="billionsongs.model.inductor"):
         assert not int8_rows.prepare()
-    assert "few-row matmul: the kernel's bits differ" in caplog.text
-    packed = int8_kernels(torch.bfloat16)[0].pack(torch.randn(64, 256))
-    assert getattr(packed, "few_rows", None) is None  # oneDNN's kernel (or _int_mm) for every height
+    assert "VNNI matmul: the kernel's bits differ" in caplog.text
+    kernel = int8_kernels(torch.bfloat16)[0]
+    assert kernel.name != "int8-vnni"
+    packed = kernel.pack(torch.randn(64, 256))
+    assert getattr(packed, "blocked", None) is None  # oneDNN's kernel (or _int_mm) for every height

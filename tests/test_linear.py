@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from billionsongs.model import quantized
+from billionsongs.model import int8_rows, quantized
 from billionsongs.model.linear import (
     GEMM,
     ONEDNN_BANDED,
@@ -143,11 +143,16 @@ def test_int8_linear_is_close_to_the_float_one_and_exact_per_row():
 
 
 @pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")
-def test_packed_int8_kernel_gives_the_plain_int8_kernels_bits_at_every_height():
+@pytest.mark.parametrize("limit", [None, 4], ids=["vnni-kernel-where-it-runs", "onednn-past-4-rows"])
+def test_packed_int8_kernel_gives_the_plain_int8_kernels_bits_at_every_height(monkeypatch, limit):
     """Which of the two int8 kernels a machine picks must never change a song. Rows of large, nearly equal
-    values push some integer sums past 2^24 to values float32 cannot hold, so the conversion rounds."""
+    values push some integer sums past 2^24 to values float32 cannot hold, so the conversion rounds. With a
+    limit, oneDNN's matmul takes the taller batches, as on an AMX CPU (`int8_rows.max_rows`)."""
+    monkeypatch.setattr(int8_rows, "max_rows", lambda: limit)
     packed_kernel, plain_kernel = int8_kernels(torch.bfloat16)
-    assert (packed_kernel.name, plain_kernel.name) == ("int8-onednn-packed", "int8-dynamic")
+    vnni_everywhere = int8_rows.prepare() and limit is None
+    assert packed_kernel.name == ("int8-vnni" if vnni_everywhere else "int8-onednn-packed")
+    assert plain_kernel.name == "int8-dynamic"
     gen = torch.Generator().manual_seed(3)
     weight, bias = 0.02 * torch.randn(768, 3072, generator=gen), 0.1 * torch.randn(768, generator=gen)
     weight[:8] = 0.05
@@ -163,7 +168,7 @@ def test_packed_int8_kernel_gives_the_plain_int8_kernels_bits_at_every_height():
         for apply in ("apply", "apply_gelu"):
             ours = getattr(packed_kernel, apply)(x[:rows], packed, bias)
             assert torch.equal(ours, getattr(plain_kernel, apply)(x[:rows], plain, bias)), (rows, apply)
-    assert choose_kernel([(weight, bias)], int8_kernels(torch.bfloat16)).name == "int8-onednn-packed"
+    assert choose_kernel([(weight, bias)], int8_kernels(torch.bfloat16)).name == packed_kernel.name
 
 
 def _large_sums(width: int, seed: int) -> tuple[torch.Tensor, quantized.PackedInt8Weight, torch.Tensor]:

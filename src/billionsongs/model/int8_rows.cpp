@@ -19,35 +19,48 @@ namespace {
 constexpr int64_t GROUP = 64;       // outputs per block: four 16-lane accumulators per row
 constexpr int64_t STEP = GROUP * 4;  // bytes of weight per four inputs: the blocked layout's unit
 constexpr int64_t AHEAD = 4096;     // bytes prefetched ahead in the weight stream
+constexpr int MOST = 6;             // rows per block: 24 accumulators, 4 weights and a broadcast in 32 registers
+
+// acc += the four-byte dot products of x (unsigned) and w (signed), lane by lane. Written as one instruction
+// of inline assembly because GCC 12, given the intrinsic, keeps more than about 16 accumulators on the
+// stack (a load and a store around every product); through this it keeps all 24 in registers.
+__attribute__((always_inline, target("avx512f,avx512vnni"))) inline void dot4(__m512i& acc, __m512i x, __m512i w) {
+    asm("vpdpbusd %[w], %[x], %[acc]" : [acc] "+v"(acc) : [x] "v"(x), [w] "v"(w));
+}
 
 // One block of 64 outputs for ROWS rows: weights (k / 4, 64, 4), contiguous.
 template <int ROWS>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void block(
         const uint8_t* x, const int8_t* w, const int32_t* compensation, float* out, int64_t k, int64_t n,
-        int64_t first, int32_t flip) {
+        int64_t first, __m512i flip) {
     __m512i acc[ROWS][4];
+#pragma GCC unroll 8
     for (int r = 0; r < ROWS; r++)
+#pragma GCC unroll 8
         for (int b = 0; b < 4; b++) acc[r][b] = _mm512_setzero_si512();
     for (int64_t s = 0; s < k / 4; s++) {
         const int8_t* p = w + s * STEP;
-        _mm_prefetch(reinterpret_cast<const char*>(p) + AHEAD, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(p) + AHEAD + 64, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(p) + AHEAD + 128, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(p) + AHEAD + 192, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int u = 0; u < 4; u++) _mm_prefetch(reinterpret_cast<const char*>(p) + AHEAD + 64 * u, _MM_HINT_T0);
         __m512i weights[4];
+#pragma GCC unroll 8
         for (int b = 0; b < 4; b++) weights[b] = _mm512_loadu_si512(p + 64 * b);
+#pragma GCC unroll 8
         for (int r = 0; r < ROWS; r++) {
             int32_t four;
             __builtin_memcpy(&four, x + r * k + 4 * s, 4);
-            const __m512i xs = _mm512_set1_epi32(four ^ flip);
-            for (int b = 0; b < 4; b++) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], xs, weights[b]);
+            const __m512i xs = _mm512_xor_si512(_mm512_set1_epi32(four), flip);
+#pragma GCC unroll 8
+            for (int b = 0; b < 4; b++) dot4(acc[r][b], xs, weights[b]);
         }
     }
+#pragma GCC unroll 8
     for (int b = 0; b < 4; b++) {
         const int64_t column = first + 16 * b;
         if (column >= n) break;
         const __mmask16 keep = column + 16 <= n ? __mmask16(0xFFFF) : __mmask16((1u << (n - column)) - 1);
         const __m512i minus = _mm512_loadu_si512(compensation + column);
+#pragma GCC unroll 8
         for (int r = 0; r < ROWS; r++)
             _mm512_mask_storeu_ps(out + r * n + column, keep,
                                   _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][b], minus)));
@@ -62,20 +75,26 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) inline void block(
 extern "C" void kernel(const void* rows_in, const int8_t* weights, const int32_t* compensation, float* out,
                        int64_t rows, int64_t k, int64_t n, int64_t signed_rows) {
     const int64_t groups = (n + GROUP - 1) / GROUP;
-    const int32_t flip = signed_rows ? static_cast<int32_t>(0x80808080u) : 0;
+    const __m512i flip = _mm512_set1_epi32(signed_rows ? static_cast<int32_t>(0x80808080u) : 0);
     const uint8_t* x = static_cast<const uint8_t*>(rows_in);
 #pragma omp parallel for
     for (int64_t g = 0; g < groups; g++) {
         const int8_t* w = weights + g * k * GROUP;
-        for (int64_t r = 0; r < rows; r += 4) {
+        // rows in blocks of at most MOST, as even as they go (32 rows: 6, 6, 5, 5, 5, 5)
+        const int64_t blocks = (rows + MOST - 1) / MOST;
+        for (int64_t b = 0, r = 0; b < blocks; b++) {
+            const int64_t height = (rows - r) / (blocks - b);
             const uint8_t* xr = x + r * k;
             float* o = out + r * n;
-            switch (std::min<int64_t>(4, rows - r)) {
+            switch (height) {
                 case 1: block<1>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
                 case 2: block<2>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
                 case 3: block<3>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
-                default: block<4>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
+                case 4: block<4>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
+                case 5: block<5>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
+                default: block<MOST>(xr, w, compensation, o, k, n, g * GROUP, flip); break;
             }
+            r += height;
         }
     }
 }

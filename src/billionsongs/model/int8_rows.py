@@ -1,13 +1,15 @@
-"""A few rows times an int8 weight (`int8_rows.cpp`): the int8 engine's matmul at batch 1 to 4.
+"""Rows times an int8 weight (`int8_rows.cpp`): the int8 engine's matmul on AVX512-VNNI CPUs.
 
 Why: a step at batch 1 streams every weight once, so it is bound by memory, and int8 exists to halve the
 bytes; but oneDNN's int8 kernel and `torch._int_mm` read the weights far slower than the memory gives when
-there are only a few rows. This kernel reads each 64 bytes of weight once and uses them for every row, with
-the weights laid out in the order it reads them. GPT-2 124M's int8 layers, one step's worth, on the 2-vCPU
-AMX Xeon (2026-12-03, weights in its large L3): 2.4 ms at 1-4 rows against oneDNN's 4.1-4.4 (50-55 GB/s
-against 25-30; at 8 rows, two passes, still 3.7 against 4.2); `torch._int_mm`, which one row used to take,
-2-2.4x oneDNN's time. The whole int8 engine at batch 1 went from 13.8 to 6.9 ms a step
-(benchmarks/RESULTS.md).
+there are only a few rows. This kernel reads each 64-byte block of weight once from memory, with the weights
+laid out in the order it reads them, and uses it for up to six rows held in registers, the block staying in
+the core's cache for the next six. GPT-2 124M's int8 layers, one step's worth, weights out of cache:
+- on the 2-vCPU AMX Xeon (2026-12-03), 2.4 ms at 1-4 rows against oneDNN's 4.1-4.4 (50-55 GB/s against
+  25-30; at 8 rows still 3.7 against 4.2); the whole int8 engine at batch 1 went from 13.8 to 6.9 ms a step;
+- on the 2-vCPU Zen 4 (2026-12-03, `max_rows` explains the limit), 1.4-1.7x oneDNN at 1-16 rows and
+  1.15-1.3x at 32-64 (12.2 against 14.6-16.3 ms at 32 rows; 21-22 against 24-28 at 64: 710-760 GOP/s,
+  the in-run int8 GEMM probe's level).
 
 Why it changes no song: the sums are of integers, exact (the comment atop `int8_rows.cpp` bounds them), so
 any kernel returns the same int32 sums; `prepare` checks them against `torch._int_mm`'s on this machine,
@@ -26,9 +28,6 @@ from billionsongs.model.inductor import checked_kernel
 SOURCE = Path(__file__).with_name("int8_rows.cpp")
 _ARGUMENTS = ["const void*", "const int8_t*", "const int32_t*", "float*", "int64_t", "int64_t", "int64_t", "int64_t"]
 GROUP = 64  # outputs per block of the weight layout
-# Most rows sent to the kernel: it re-reads the weights for every 4 rows, where oneDNN's kernel gets faster
-# per row with more of them.
-MAX_ROWS = 4
 
 _kernel: Callable | None = None
 _tried = False
@@ -43,6 +42,22 @@ def blocked(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     padded[:out] = values
     layout = padded.view(-1, GROUP, width // 4, 4).transpose(1, 2).contiguous()
     return layout, padded.sum(1, dtype=torch.int32).mul_(128)
+
+
+@functools.cache
+def max_rows() -> int | None:
+    """The most rows to hand this kernel (None: any number). On CPUs with AMX, oneDNN's int8 kernel runs on
+    the tile unit, which does several times VNNI's work a cycle, so from 9 rows up it gets the rows (measured
+    faster there from 5 rows up in a single pass; at 8, two passes here were still 1.14x it). Elsewhere
+    oneDNN also uses VNNI and this kernel was faster at every height measured (1-64 rows, Zen 4)."""
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return 8 if amx is not None and amx() else None
+
+
+def takes(rows: int) -> bool:
+    """Does this kernel (where built) take a matmul of `rows` rows, rather than oneDNN's (`max_rows`)?"""
+    limit = max_rows()
+    return limit is None or rows <= limit
 
 
 def fits(width: int) -> bool:
@@ -68,7 +83,7 @@ def prepare() -> bool:
         if not _tried:
             _tried = True
             if buildable():
-                _kernel = checked_kernel(SOURCE, _ARGUMENTS, _matches, "int8's few-row matmul", "oneDNN's kernel")
+                _kernel = checked_kernel(SOURCE, _ARGUMENTS, _matches, "int8's VNNI matmul", "oneDNN's kernel")
     return _kernel is not None
 
 
@@ -84,10 +99,12 @@ def buildable() -> bool:
 
 @torch.inference_mode()
 def _matches(kernel: Callable) -> bool:
-    """The same float32 sums as `torch._int_mm`'s, for 1 to 9 rows of widths and heights GPT-2 has and odd ones
-    (a partial last block), with extreme values in every row and weight column, from shifted and signed rows."""
+    """The same float32 sums as `torch._int_mm`'s, for 1 to 17 rows (blocks of every height, 1 to 6) of widths
+    and heights GPT-2 has and odd ones (a partial last block), with extreme values in every row and weight
+    column, from shifted and signed rows."""
     gen = torch.Generator().manual_seed(11)
-    for rows, width, out in ((1, 768, 2304), (4, 3072, 768), (3, 768, 50257 % 512 + 64), (9, 256, 100), (2, 4, 1)):
+    for rows, width, out in ((1, 768, 2304), (4, 3072, 768), (3, 768, 50257 % 512 + 64), (9, 256, 100), (2, 4, 1),
+                             (17, 64, 130)):
         values = torch.randint(-127, 128, (rows, width), generator=gen, dtype=torch.int8)
         weight = torch.randint(-127, 128, (out, width), generator=gen, dtype=torch.int8)
         values[:, 0], weight[:, 0] = -127, 127

@@ -15,8 +15,10 @@ scales are per row and per column and applied elementwise. The one choice that c
 into a row, a scale shared by the rows, is exactly what per-row activation scales avoid.
 
 Two kernels (`int8_kernels`, fastest first; `GPT2` keeps the first that passes the row-invariance probe):
-`int8-onednn-packed`, oneDNN's int8 matmul on weights reordered once (from 2 rows up), and `int8-dynamic`,
-`torch._int_mm`, which runs wherever torch does. They return the same bits, so which one a machine takes
+the packed one, weights reordered once for our AVX512-VNNI kernel (`int8_rows`: every height on a CPU
+without AMX, named `int8-vnni`) and for oneDNN's int8 matmul (the heights `int8_rows` leaves, or all of them
+where it cannot run: `int8-onednn-packed`), and `int8-dynamic`, `torch._int_mm`, which runs wherever torch
+does. They return the same bits, so which one a machine takes
 never changes a song. Whole engine, GPT-2 124M shape, 64-128-token songs, on the 2-vCPU Zen 5 (family 26),
 old and new alternating in separate processes: packed 1.3-1.45x `_int_mm` at batch 8, 1.15-1.2x at 32 and
 1.0-1.06x at 64, where the quantize/dequantize ops around the matmul (7 ms of a 40 ms step under the
@@ -216,26 +218,29 @@ def _finished(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tenso
 
 @dataclass(frozen=True)
 class PackedInt8Weight:
-    """`quantized`'s values reordered once into oneDNN's blocked int8 layout (`packed`), for
-    `int8_linear_packed`; `ones` and `zeros` are the unit scales and zero points oneDNN is handed so that
-    it returns the integer sums themselves. `few_rows`: the values and their sums as `int8_rows` reads them,
-    where its kernel runs here (for up to `int8_rows.MAX_ROWS` rows), else None."""
+    """`quantized`'s values reordered once for `int8_linear_packed`: into oneDNN's blocked int8 layout
+    (`packed`), where oneDNN takes some heights here, else None; `ones` and `zeros` are the unit scales and
+    zero points oneDNN is handed so that it returns the integer sums themselves. `blocked`: the values and
+    their sums as `int8_rows` reads them, where its kernel runs here (for the heights `int8_rows.takes`),
+    else None."""
 
     quantized: QuantizedWeight
-    packed: torch.Tensor
+    packed: torch.Tensor | None
     ones: torch.Tensor
     zeros: torch.Tensor
-    few_rows: tuple[torch.Tensor, torch.Tensor] | None = None
+    blocked: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def pack_int8_weight(weight: torch.Tensor) -> PackedInt8Weight:
-    """`quantize_weight`, kept as it is (for one-row calls where `int8_rows` cannot run), reordered for
-    oneDNN and, where it runs, laid out for `int8_rows`."""
+    """`quantize_weight`, kept as it is (for one-row calls where `int8_rows` cannot run), laid out for
+    `int8_rows` where it runs and reordered for oneDNN where oneDNN takes some heights (one copy of the
+    weights fewer where it takes none: 124 MB for GPT-2 124M)."""
     quantized = quantize_weight(weight)
     out, width = weight.shape
-    few_rows = int8_rows.blocked(quantized.values) if int8_rows.prepare() and int8_rows.fits(width) else None
-    return PackedInt8Weight(quantized, torch.ops.onednn.qlinear_prepack(quantized.values, None),
-                            torch.ones(out), torch.zeros(out, dtype=torch.int32), few_rows)
+    blocked = int8_rows.blocked(quantized.values) if int8_rows.prepare() and int8_rows.fits(width) else None
+    onednn = blocked is None or int8_rows.max_rows() is not None
+    return PackedInt8Weight(quantized, torch.ops.onednn.qlinear_prepack(quantized.values, None) if onednn else None,
+                            torch.ones(out), torch.zeros(out, dtype=torch.int32), blocked)
 
 
 def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Tensor | None) -> torch.Tensor:
@@ -243,8 +248,9 @@ def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Te
     `torch._int_mm` re-blocks the weight on every call: GPT-2 124M's linears on the 2-vCPU Zen 5, weights
     streamed from memory, quantizing included, took 4.8 against 7.4 ms at 2 rows, 9.0 against 12.4 at 32
     and 14.2 against 21.2 at 64. One row goes to `int8_linear`, whose one-row kernel is faster (3.7 against
-    4.3 ms), where `int8_rows` cannot run; where it can, 1 to 4 rows go to it (`packed_int8_sums`). So the
-    int8 values are kept in two or three layouts (the weights' memory two or three times).
+    4.3 ms), where `int8_rows` cannot run; where it can, the heights it `takes` go to it (`packed_int8_sums`):
+    every height on a VNNI CPU without AMX. So the int8 values are kept in two or three layouts (the weights'
+    memory two or three times).
 
     oneDNN's int8 matmul takes unsigned activations (VNNI multiplies u8 by s8; signed ones fall back to a
     reference kernel: 1.2 s for one 64-row call of the MLP's first layer), so each row's int8 values are
@@ -260,7 +266,7 @@ def int8_linear_packed_as(x: torch.Tensor | QuantizedRows, weight: PackedInt8Wei
     come quantized already (`gelu_to_next`)."""
     if isinstance(x, QuantizedRows):
         rows, scale = x.values, x.scale
-    elif x.shape[0] == 1 and weight.few_rows is None:
+    elif x.shape[0] == 1 and weight.blocked is None:
         return int8_linear(x, weight.quantized, bias).to(dtype)
     else:
         rows, scale = _quantized(x)
@@ -272,7 +278,7 @@ def int8_gelu_to_next(x: torch.Tensor, weight: PackedInt8Weight,
     """GELU of the layer's output, quantized for the next int8 layer in the same kernel as the rescale
     (`gelu_quantize.py`, same bits) where it is ready and the rows are not `int8_linear`'s (one row without
     `int8_rows`); else the float32 GELU."""
-    if (x.shape[0] > 1 or weight.few_rows is not None) and gelu_quantize.fits(weight.quantized.values.shape[0], bias):
+    if (x.shape[0] > 1 or weight.blocked is not None) and gelu_quantize.fits(weight.quantized.values.shape[0], bias):
         rows, scale = _quantized(x)
         return QuantizedRows(*gelu_quantize.gelu_quantized(packed_int8_sums(rows, weight), scale,
                                                            weight.quantized.scale, bias,
@@ -282,10 +288,10 @@ def int8_gelu_to_next(x: torch.Tensor, weight: PackedInt8Weight,
 
 def packed_int8_sums(rows: torch.Tensor, weight: PackedInt8Weight) -> torch.Tensor:
     """Each row's integer sums with the weight, as float32, from its int8 values as `_quantized` gives them
-    (int8, or uint8 shifted by 128): by `int8_rows` for a few rows where it runs (the same sums, read at up to
-    twice the speed), else by oneDNN."""
-    if weight.few_rows is not None and rows.shape[0] <= int8_rows.MAX_ROWS:
-        return int8_rows.sums(rows, *weight.few_rows, weight.quantized.values.shape[0])
+    (int8, or uint8 shifted by 128): by `int8_rows` where it runs, for the heights it `takes` (the same sums,
+    1.15-2x faster), else by oneDNN."""
+    if weight.blocked is not None and int8_rows.takes(rows.shape[0]):
+        return int8_rows.sums(rows, *weight.blocked, weight.quantized.values.shape[0])
     return _onednn_sums(rows, 0 if rows.dtype == torch.int8 else 128, weight)
 
 
@@ -357,11 +363,13 @@ def int8_kernel(dtype: torch.dtype) -> LinearKernel:
 
 def int8_kernels(dtype: torch.dtype) -> list[LinearKernel]:
     """The int8 kernels this machine can run, fastest first. Both give the same bits (exact integer sums,
-    scales applied in the same order), so which one a machine picks never changes a song."""
+    scales applied in the same order), so which one a machine picks never changes a song. The first is named
+    `int8-vnni` where `int8_rows` takes every height, else `int8-onednn-packed` (oneDNN for some or all)."""
     plain = int8_kernel(dtype)
     if not packed_int8_available():
         return [plain]
-    return [_int8("int8-onednn-packed", pack_int8_weight, int8_linear_packed_as, dtype, int8_gelu_to_next), plain]
+    name = "int8-vnni" if int8_rows.prepare() and int8_rows.max_rows() is None else "int8-onednn-packed"
+    return [_int8(name, pack_int8_weight, int8_linear_packed_as, dtype, int8_gelu_to_next), plain]
 
 
 def int8_available(device: torch.device | None = None) -> bool:
