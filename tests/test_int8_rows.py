@@ -56,7 +56,9 @@ def test_the_int8_kernel_gives_a_row_alone_the_bits_it_gets_in_a_batch(monkeypat
 @pytest.mark.parametrize("mutation", [
     ("_mm512_sub_epi32(acc[r][b], minus)", "acc[r][b]"),  # the zero point left in
     ("s < k / 4; s++", "s < k / 4 - 1; s++"),  # the last four inputs dropped
-], ids=["no-compensation", "short-sum"])
+    ("_mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(finish.scale[row + r])), weight_scale)",
+     "_mm512_mul_ps(_mm512_mul_ps(v, weight_scale), _mm512_set1_ps(finish.scale[row + r]))"),  # scales swapped
+], ids=["no-compensation", "short-sum", "rescale-order"])
 def test_a_kernel_whose_sums_differ_is_refused(mutated_kernel, caplog, mutation):
     mutated_kernel(int8_rows, *mutation)
     with caplog.at_level(logging.WARNING, logger="billionsongs.model.inductor"):

@@ -26,7 +26,9 @@ import torch
 from billionsongs.model.inductor import checked_kernel
 
 SOURCE = Path(__file__).with_name("int8_rows.cpp")
-_ARGUMENTS = ["const void*", "const int8_t*", "const int32_t*", "float*", "int64_t", "int64_t", "int64_t", "int64_t"]
+_ARGUMENTS = ["const void*", "const int8_t*", "const int32_t*", "void*", "int64_t", "int64_t", "int64_t", "int64_t",
+              "int64_t", "const float*", "const float*", "const void*", "int64_t", "int64_t"]
+_BIAS_KINDS = {None: 0, torch.float32: 1, torch.bfloat16: 2}
 GROUP = 64  # outputs per block of the weight layout
 
 _kernel: Callable | None = None
@@ -68,9 +70,34 @@ def fits(width: int) -> bool:
 def sums(rows: torch.Tensor, weight: torch.Tensor, compensation: torch.Tensor, out_features: int) -> torch.Tensor:
     """Each row's integer sums with the weight, as float32, from its int8 values (rows by in: int8, or uint8
     shifted by 128) and the weight as `blocked` returned it."""
+    return _run(_kernel, rows, weight, compensation, out_features)
+
+
+def finishes(dtype: torch.dtype, bias: torch.Tensor | None) -> bool:
+    """Can `rescaled` return this output dtype with this bias?"""
+    return dtype in (torch.float32, torch.bfloat16) and (bias is None or bias.dtype in _BIAS_KINDS)
+
+
+def rescaled(rows: torch.Tensor, weight: torch.Tensor, compensation: torch.Tensor, out_features: int,
+             scale: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
+             dtype: torch.dtype) -> torch.Tensor:
+    """`sums` times each row's `scale` (rows, 1), then each column's `weight_scale`, plus `bias`, in `dtype`,
+    in the same pass as the sums: the bits of int8's rescale glue (`quantized._finished`), without a pass
+    over the sums and a call of its own (`finishes` says which dtypes)."""
+    return _run(_kernel, rows, weight, compensation, out_features, scale, weight_scale, bias, dtype)
+
+
+def _run(kernel: Callable, rows: torch.Tensor, weight: torch.Tensor, compensation: torch.Tensor, out_features: int,
+         scale: torch.Tensor | None = None, weight_scale: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+         dtype: torch.dtype = torch.float32) -> torch.Tensor:
     height, width = rows.shape
-    out = torch.empty(height, out_features)
-    _kernel(rows.contiguous(), weight, compensation, out, height, width, out_features, int(rows.dtype == torch.int8))
+    out = torch.empty(height, out_features, dtype=dtype)
+    rescale = scale is not None
+    scale = scale.contiguous() if rescale else compensation  # unread placeholders where there is no rescale
+    weight_scale = weight_scale.contiguous() if rescale else compensation
+    kernel(rows.contiguous(), weight, compensation, out, height, width, out_features, int(rows.dtype == torch.int8),
+           int(rescale), scale, weight_scale, compensation if bias is None else bias.contiguous(),
+           _BIAS_KINDS[None if bias is None else bias.dtype], int(dtype == torch.bfloat16))
     return out
 
 
@@ -101,7 +128,7 @@ def buildable() -> bool:
 def _matches(kernel: Callable) -> bool:
     """The same float32 sums as `torch._int_mm`'s, for 1 to 17 rows (blocks of every height, 1 to 6) of widths
     and heights GPT-2 has and odd ones (a partial last block), with extreme values in every row and weight
-    column, from shifted and signed rows."""
+    column, from shifted and signed rows; and, rescaled, the eager ops' bits for every output dtype and bias."""
     gen = torch.Generator().manual_seed(11)
     for rows, width, out in ((1, 768, 2304), (4, 3072, 768), (3, 768, 50257 % 512 + 64), (9, 256, 100), (2, 4, 1),
                              (17, 64, 130)):
@@ -111,9 +138,15 @@ def _matches(kernel: Callable) -> bool:
         values[:, -1], weight[:, -1] = 127, 127
         expected = torch._int_mm(torch.cat([values, values]), weight.t())[:rows].float()  # _int_mm wants 2 rows+
         layout, compensation = blocked(weight)
-        for form, signed in ((values.to(torch.int16).add_(128).to(torch.uint8), 0), (values, 1)):
-            got = torch.empty(rows, out)
-            kernel(form, layout, compensation, got, rows, width, out, signed)
-            if not torch.equal(got, expected):
+        for form in (values.to(torch.int16).add_(128).to(torch.uint8), values):
+            if not torch.equal(_run(kernel, form, layout, compensation, out), expected):
                 return False
+        scale, weight_scale = torch.rand(rows, 1, generator=gen) / 100, torch.rand(out, generator=gen) / 100
+        for dtype in (torch.float32, torch.bfloat16):
+            for bias in (None, torch.randn(out, generator=gen), torch.randn(out, generator=gen).bfloat16()):
+                rescaled = expected * scale * weight_scale
+                eager = (rescaled if bias is None else rescaled + bias).to(dtype)
+                got = _run(kernel, values, layout, compensation, out, scale, weight_scale, bias, dtype)
+                if not torch.equal(got, eager):
+                    return False
     return True

@@ -263,13 +263,18 @@ def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Te
 def int8_linear_packed_as(x: torch.Tensor | QuantizedRows, weight: PackedInt8Weight, bias: torch.Tensor | None,
                           dtype: torch.dtype) -> torch.Tensor:
     """`int8_linear_packed` converted to `dtype`, with the compiled glue where `prepare_glue` made it. `x` may
-    come quantized already (`gelu_to_next`)."""
+    come quantized already (`gelu_to_next`). Where `int8_rows` takes the rows, it also rescales them, in the
+    same pass and with the glue's bits (one pass over the outputs and one call fewer: at 32 rows on the Zen 4,
+    ~30-40 µs of a GPT-2 layer's 80-250)."""
     if isinstance(x, QuantizedRows):
         rows, scale = x.values, x.scale
     elif x.shape[0] == 1 and weight.blocked is None:
         return int8_linear(x, weight.quantized, bias).to(dtype)
     else:
         rows, scale = _quantized(x)
+    if weight.blocked is not None and int8_rows.takes(rows.shape[0]) and int8_rows.finishes(dtype, bias):
+        return int8_rows.rescaled(rows, *weight.blocked, weight.quantized.values.shape[0], scale,
+                                  weight.quantized.scale, bias, dtype)
     return _finished(packed_int8_sums(rows, weight), scale, weight.quantized.scale, bias, dtype)
 
 
