@@ -49,9 +49,10 @@ def blocked(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @functools.cache
 def max_rows() -> int | None:
     """The most rows to hand this kernel (None: any number). On CPUs with AMX, oneDNN's int8 kernel runs on
-    the tile unit, which does several times VNNI's work a cycle, so from 9 rows up it gets the rows (measured
-    faster there from 5 rows up in a single pass; at 8, two passes here were still 1.14x it). Elsewhere
-    oneDNN also uses VNNI and this kernel was faster at every height measured (1-64 rows, Zen 4)."""
+    the tile unit, which does several times VNNI's work a cycle, so from 9 rows up it gets the rows (on the AMX
+    Xeon this kernel in blocks of 4 rows was 1.7x oneDNN at 1-4 rows and still 1.14x at 8; taller batches were
+    not measured there with blocks of 6). Elsewhere oneDNN also uses VNNI and this kernel was faster at every
+    height measured (1-64 rows, Zen 4)."""
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return 8 if amx is not None and amx() else None
 
