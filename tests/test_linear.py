@@ -183,7 +183,7 @@ def _large_sums(width: int, seed: int) -> tuple[torch.Tensor, quantized.PackedIn
     x[:2] = 2 + torch.rand(2, width, generator=gen)
     rounded, _ = quantized._rounded_rows(x)
     rows = rounded.to(torch.int8) if quantized.signed_rows(width) else rounded.add(128).to(torch.uint8)
-    return rows, packed, (rounded.double() @ packed.quantized.values.double().t()).float()
+    return rows, packed, (rounded.double() @ quantize_weight(weight).values.double().t()).float()
 
 
 @pytest.mark.skipif(not packed_int8_available(), reason="this torch build or CPU has no oneDNN int8 matmul")

@@ -218,29 +218,35 @@ def _finished(sums: torch.Tensor, scale: torch.Tensor, weight_scale: torch.Tenso
 
 @dataclass(frozen=True)
 class PackedInt8Weight:
-    """`quantized`'s values reordered once for `int8_linear_packed`: into oneDNN's blocked int8 layout
-    (`packed`), where oneDNN takes some heights here, else None; `ones` and `zeros` are the unit scales and
-    zero points oneDNN is handed so that it returns the integer sums themselves. `blocked`: the values and
-    their sums as `int8_rows` reads them, where its kernel runs here (for the heights `int8_rows.takes`),
-    else None."""
+    """A `quantize_weight` result (`scale`: one per output channel) laid out once for `int8_linear_packed`:
+    into oneDNN's blocked int8 layout (`packed`), where oneDNN takes some heights here, else None; `ones` and
+    `zeros` are the unit scales and zero points oneDNN is handed so that it returns the integer sums
+    themselves. `blocked`: the values and their sums as `int8_rows` reads them, where its kernel runs here
+    (for the heights `int8_rows.takes`), else None. `plain`: the values as they are, for one-row calls to
+    `int8_linear`, kept only where `int8_rows` cannot run (each layout is a copy of the weights: 124 MB for
+    GPT-2 124M)."""
 
-    quantized: QuantizedWeight
+    scale: torch.Tensor
+    out_features: int
     packed: torch.Tensor | None
     ones: torch.Tensor
     zeros: torch.Tensor
     blocked: tuple[torch.Tensor, torch.Tensor] | None = None
+    plain: QuantizedWeight | None = None
 
 
 def pack_int8_weight(weight: torch.Tensor) -> PackedInt8Weight:
-    """`quantize_weight`, kept as it is (for one-row calls where `int8_rows` cannot run), laid out for
-    `int8_rows` where it runs and reordered for oneDNN where oneDNN takes some heights (one copy of the
-    weights fewer where it takes none: 124 MB for GPT-2 124M)."""
+    """`quantize_weight`, laid out for `int8_rows` where it runs, reordered for oneDNN where oneDNN takes some
+    heights, and kept as it is only where one row goes to `int8_linear`: one layout, on a VNNI CPU without
+    AMX, where there used to be three."""
     quantized = quantize_weight(weight)
     out, width = weight.shape
     blocked = int8_rows.blocked(quantized.values) if int8_rows.prepare() and int8_rows.fits(width) else None
     onednn = blocked is None or int8_rows.max_rows() is not None
-    return PackedInt8Weight(quantized, torch.ops.onednn.qlinear_prepack(quantized.values, None) if onednn else None,
-                            torch.ones(out), torch.zeros(out, dtype=torch.int32), blocked)
+    return PackedInt8Weight(quantized.scale, out,
+                            torch.ops.onednn.qlinear_prepack(quantized.values, None) if onednn else None,
+                            torch.ones(out), torch.zeros(out, dtype=torch.int32), blocked,
+                            quantized if blocked is None else None)
 
 
 def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Tensor | None) -> torch.Tensor:
@@ -249,8 +255,7 @@ def int8_linear_packed(x: torch.Tensor, weight: PackedInt8Weight, bias: torch.Te
     streamed from memory, quantizing included, took 4.8 against 7.4 ms at 2 rows, 9.0 against 12.4 at 32
     and 14.2 against 21.2 at 64. One row goes to `int8_linear`, whose one-row kernel is faster (3.7 against
     4.3 ms), where `int8_rows` cannot run; where it can, the heights it `takes` go to it (`packed_int8_sums`):
-    every height on a VNNI CPU without AMX. So the int8 values are kept in two or three layouts (the weights'
-    memory two or three times).
+    every height on a VNNI CPU without AMX. So the int8 values are kept in one or two layouts (`pack_int8_weight`).
 
     oneDNN's int8 matmul takes unsigned activations (VNNI multiplies u8 by s8; signed ones fall back to a
     reference kernel: 1.2 s for one 64-row call of the MLP's first layer), so each row's int8 values are
@@ -269,13 +274,12 @@ def int8_linear_packed_as(x: torch.Tensor | QuantizedRows, weight: PackedInt8Wei
     if isinstance(x, QuantizedRows):
         rows, scale = x.values, x.scale
     elif x.shape[0] == 1 and weight.blocked is None:
-        return int8_linear(x, weight.quantized, bias).to(dtype)
+        return int8_linear(x, weight.plain, bias).to(dtype)
     else:
         rows, scale = _quantized(x)
     if weight.blocked is not None and int8_rows.takes(rows.shape[0]) and int8_rows.finishes(dtype, bias):
-        return int8_rows.rescaled(rows, *weight.blocked, weight.quantized.values.shape[0], scale,
-                                  weight.quantized.scale, bias, dtype)
-    return _finished(packed_int8_sums(rows, weight), scale, weight.quantized.scale, bias, dtype)
+        return int8_rows.rescaled(rows, *weight.blocked, weight.out_features, scale, weight.scale, bias, dtype)
+    return _finished(packed_int8_sums(rows, weight), scale, weight.scale, bias, dtype)
 
 
 def int8_gelu_to_next(x: torch.Tensor, weight: PackedInt8Weight,
@@ -283,11 +287,10 @@ def int8_gelu_to_next(x: torch.Tensor, weight: PackedInt8Weight,
     """GELU of the layer's output, quantized for the next int8 layer in the same kernel as the rescale
     (`gelu_quantize.py`, same bits) where it is ready and the rows are not `int8_linear`'s (one row without
     `int8_rows`); else the float32 GELU."""
-    if (x.shape[0] > 1 or weight.blocked is not None) and gelu_quantize.fits(weight.quantized.values.shape[0], bias):
+    if (x.shape[0] > 1 or weight.blocked is not None) and gelu_quantize.fits(weight.out_features, bias):
         rows, scale = _quantized(x)
         return QuantizedRows(*gelu_quantize.gelu_quantized(packed_int8_sums(rows, weight), scale,
-                                                           weight.quantized.scale, bias,
-                                                           signed_rows(weight.quantized.values.shape[0])))
+                                                           weight.scale, bias, signed_rows(weight.out_features)))
     return F.gelu(int8_linear_packed_as(x, weight, bias, torch.float32), approximate="tanh")
 
 
@@ -296,7 +299,7 @@ def packed_int8_sums(rows: torch.Tensor, weight: PackedInt8Weight) -> torch.Tens
     (int8, or uint8 shifted by 128): by `int8_rows` where it runs, for the heights it `takes` (the same sums,
     1.15-2x faster), else by oneDNN."""
     if weight.blocked is not None and int8_rows.takes(rows.shape[0]):
-        return int8_rows.sums(rows, *weight.blocked, weight.quantized.values.shape[0])
+        return int8_rows.sums(rows, *weight.blocked, weight.out_features)
     return _onednn_sums(rows, 0 if rows.dtype == torch.int8 else 128, weight)
 
 
@@ -330,13 +333,13 @@ def _onednn_int8_input() -> str | None:
     x[:, ::2] = w[:, ::2] = 10.0  # every other product 127·127, one sign: past 2^24, and where saturation shows
     try:
         quantized = quantize_weight(w)  # not `pack_int8_weight`: no `int8_rows` layout, these are oneDNN's sums
-        weight = PackedInt8Weight(quantized, torch.ops.onednn.qlinear_prepack(quantized.values, None), torch.ones(16),
-                                  torch.zeros(16, dtype=torch.int32))
+        weight = PackedInt8Weight(quantized.scale, 16, torch.ops.onednn.qlinear_prepack(quantized.values, None),
+                                  torch.ones(16), torch.zeros(16, dtype=torch.int32))
         for kind, zero_point in (("shifted", 128), ("signed", 0)):
             exact = True
             for rows in (4, 64):
                 rounded, _ = _rounded_rows(x[:rows])
-                expected = torch._int_mm(rounded.to(torch.int8), weight.quantized.values.t()).float()
+                expected = torch._int_mm(rounded.to(torch.int8), quantized.values.t()).float()
                 values = rounded.add(zero_point).to(torch.uint8 if zero_point else torch.int8)
                 exact = exact and torch.equal(_onednn_sums(values, zero_point, weight), expected)
             if exact:
