@@ -1,5 +1,6 @@
-// A few rows times an int8 weight, as exact integer sums (see int8_rows.py): AVX512-VNNI, weights streamed
-// once at the memory's pace whatever the number of rows up to four, each 64-byte load used by every row.
+// Rows times an int8 weight, as exact integer sums (see int8_rows.py): AVX512-VNNI, weights streamed once
+// from memory, each 64-byte load used by a block of up to six rows and read again from L2 by the next block;
+// the sums optionally rescaled in the same pass.
 //
 // Exactness: VPDPBUSD multiplies four unsigned 8-bit activations by four signed 8-bit weights, each product
 // fits 16 bits (255 * 127), and adds their sum to a 32-bit lane without saturating. The activations come
@@ -8,7 +9,6 @@
 // = 132,104 inputs, and its conversion to float rounds as torch's does (to nearest even).
 #include <torch/csrc/inductor/cpp_prefix.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #if defined(CPU_CAPABILITY_AVX512)
@@ -28,7 +28,7 @@ __attribute__((always_inline, target("avx512f,avx512vnni"))) inline void dot4(__
     asm("vpdpbusd %[w], %[x], %[acc]" : [acc] "+v"(acc) : [x] "v"(x), [w] "v"(w));
 }
 
-// What becomes of the integer sums (`Finish::none`: float32 sums): each times its row's scale, then its
+// What becomes of the integer sums (a null `scale`: float32 sums as they are): each times its row's scale, then its
 // column's, plus the column's bias, each op rounded as written (Inductor builds with -ffp-contract=off),
 // then stored as float32 or rounded to bf16 by at::vec's conversion: int8's rescale glue's bits
 // (`quantized._rescaled`, then `.to(dtype)`).
